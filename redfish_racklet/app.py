@@ -1,0 +1,149 @@
+"""The application factory: ``create_app(config)`` builds the Flask app for one state dir.
+
+It registers the blueprints listed in ``resources.BLUEPRINTS`` and nothing else,
+and installs the request pipeline every route shares: query parsing,
+authentication and privilege checks, Redfish-shaped errors, common headers.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+
+from flask import Flask, g, request
+from flask_smorest import Api
+from werkzeug.exceptions import HTTPException
+
+from . import __version__, odata
+from .auth import Principal, login, parse_basic
+from .messages import RedfishError
+from .resources import BLUEPRINTS
+from .store import Store
+from .web import json_response
+
+log = logging.getLogger("racklet.api")
+
+MAX_JSON_BYTES = 1024 * 1024
+
+_SECURITY_HEADERS = {
+    "OData-Version": "4.0",
+    "Strict-Transport-Security": "max-age=31536000",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+
+
+def create_app(config: dict) -> Flask:
+    """Config keys: ``STATE_DIR`` (required)."""
+    app = Flask("redfish_racklet", static_folder=None)
+    app.config.update(
+        API_TITLE="redfish-racklet",
+        API_VERSION=__version__,
+        OPENAPI_VERSION="3.1.0",
+        MAX_CONTENT_LENGTH=MAX_JSON_BYTES,
+        JSON_SORT_KEYS=False,
+    )
+    app.config.update(config)
+    app.url_map.strict_slashes = False
+    app.url_map.merge_slashes = False
+    state_dir = app.config["STATE_DIR"]
+    app.extensions["racklet_store"] = Store(os.path.join(state_dir, "racklet.db"))
+    api = Api(app)
+    for blp in BLUEPRINTS:
+        api.register_blueprint(blp)
+    app.before_request(_before)
+    app.after_request(_after)
+    app.register_error_handler(RedfishError, _redfish_error)
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(Exception, _unexpected)
+    return app
+
+
+def store() -> Store:
+    from flask import current_app
+    return current_app.extensions["racklet_store"]
+
+
+def _privileges_for(method: str):
+    from flask import current_app
+    view = current_app.view_functions.get(request.url_rule.endpoint)
+    cls = getattr(view, "view_class", None)
+    decl = getattr(cls, "privileges", {})
+    key = "GET" if method in ("HEAD", "OPTIONS") else method
+    if key not in decl:
+        # A route without a declaration is a bug; refuse rather than guess.
+        raise RedfishError.of(500, "InternalError")
+    return decl[key]
+
+
+def authenticate() -> Principal | None:
+    s = store()
+    token = request.headers.get("X-Auth-Token")
+    if token:
+        sess = s.session_by_token(token, time.time())
+        if sess is None:
+            return None
+        acct = s.account_by_name(sess["username"])
+        if acct is None or not acct["enabled"]:
+            return None
+        return Principal(acct["username"], acct["role_id"], sess["id"])
+    creds = parse_basic(request.headers.get("Authorization", ""))
+    if creds:
+        acct = login(s, *creds)
+        if acct:
+            return Principal(acct["username"], acct["role_id"])
+    return None
+
+
+def _before():
+    if request.url_rule is None:
+        return None  # routing error: the error handler answers
+    g.query = odata.parse(request.args) if request.method in ("GET", "HEAD") else odata.Query()
+    needed = _privileges_for(request.method)
+    g.principal = None
+    if needed is None:
+        return None
+    g.principal = authenticate()
+    if g.principal is None:
+        raise RedfishError.of(401, "NoValidSession",
+                              headers={"WWW-Authenticate": 'Basic realm="Redfish", charset="UTF-8"'})
+    if not g.principal.satisfies(needed):
+        raise RedfishError.of(403, "InsufficientPrivilege")
+    return None
+
+
+def _after(resp):
+    for k, v in _SECURITY_HEADERS.items():
+        resp.headers.setdefault(k, v)
+    rule = request.url_rule
+    if rule is not None and "Allow" not in resp.headers:
+        resp.headers["Allow"] = ", ".join(sorted(rule.methods - {"OPTIONS"}))
+    return resp
+
+
+def _redfish_error(e: RedfishError):
+    return json_response(e.body(), e.status, e.headers)
+
+
+def _http_error(e: HTTPException):
+    if e.code == 404:
+        err = RedfishError.of(404, "InvalidURI", request.path)
+    elif e.code == 405:
+        allow = ", ".join(sorted(set(e.valid_methods or []) - {"OPTIONS"}))
+        err = RedfishError.of(405, "OperationNotAllowed", headers={"Allow": allow})
+    elif e.code == 413:
+        err = RedfishError.of(413, "PayloadTooLarge")
+    elif e.code == 400:
+        err = RedfishError.of(400, "UnrecognizedRequestBody")
+    else:
+        err = RedfishError.of(e.code or 500, "GeneralError")
+    return _redfish_error(err)
+
+
+def _unexpected(e: Exception):
+    log.exception("unhandled error on %s %s", request.method, request.path)
+    return _redfish_error(RedfishError.of(500, "InternalError"))

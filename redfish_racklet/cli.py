@@ -1,0 +1,139 @@
+"""The ``redfish-racklet`` command: init, serve, and the agent process that serve starts."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from . import __version__
+
+DB_NAME = "racklet.db"
+PASSWORD_FILE = "admin-password"
+
+
+def default_state_dir() -> str:
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return os.path.join(base, "redfish-racklet")
+
+
+def is_initialized(state_dir: str) -> bool:
+    return os.path.exists(os.path.join(state_dir, DB_NAME))
+
+
+def init(state_dir: str, admin_password_file: str | None = None, rack_name: str = "Racklet") -> int:
+    from . import auth, pki
+    from .store import Store
+
+    if is_initialized(state_dir):
+        print(f"redfish-racklet: {state_dir} is already initialised", file=sys.stderr)
+        return 1
+    if admin_password_file:
+        try:
+            with open(admin_password_file, encoding="utf-8") as f:
+                password = f.read().rstrip("\r\n")
+        except OSError as e:
+            print(f"redfish-racklet: cannot read {admin_password_file}: {e.strerror}", file=sys.stderr)
+            return 2
+        problem = auth.password_problem(password)
+        if problem:
+            print(f"redfish-racklet: the admin password in {admin_password_file} is refused: {problem}",
+                  file=sys.stderr)
+            return 2
+    else:
+        password = auth.generate_password()
+    os.makedirs(state_dir, mode=0o700, exist_ok=True)
+    os.chmod(state_dir, 0o700)
+    ca_key, ca_cert = pki.make_ca(state_dir, rack_name)
+    pki.make_server_cert(state_dir, ca_key, ca_cert)
+    store = Store(os.path.join(state_dir, DB_NAME + ".new"))
+    store.create()
+    store.add_account("admin", auth.hash_password(password), "Administrator")
+    store.close()
+    if not admin_password_file:
+        path = os.path.join(state_dir, PASSWORD_FILE)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(password + "\n")
+        print(f"redfish-racklet: created account 'admin'; its password is in {path}")
+    # The store appears last and whole: a state dir with racklet.db is a complete one.
+    os.replace(os.path.join(state_dir, DB_NAME + ".new"), os.path.join(state_dir, DB_NAME))
+    print(f"redfish-racklet: initialised {state_dir} (rack CA: {os.path.join(state_dir, 'ca.pem')})")
+    return 0
+
+
+def _serve(args) -> int:
+    from .manifest import ManifestError, load
+    from .server import StateDirBusy, serve
+
+    try:
+        load(args.manifest)
+    except ManifestError as e:
+        print(f"redfish-racklet: {e}", file=sys.stderr)
+        return 2
+    state_dir = os.path.abspath(args.state_dir)
+    if not is_initialized(state_dir):
+        rc = init(state_dir)
+        if rc:
+            return rc
+    try:
+        return serve(state_dir, args.bind, args.port, args.manifest and os.path.abspath(args.manifest),
+                     args.workers)
+    except (StateDirBusy, RuntimeError) as e:
+        print(f"redfish-racklet: {e}", file=sys.stderr)
+        return 1
+
+
+def _agent(args) -> int:
+    from .agent.main import main as agent_main
+    from .manifest import ManifestError, load
+
+    try:
+        manifest = load(args.manifest)
+    except ManifestError as e:
+        print(f"redfish-racklet agent: {e}", file=sys.stderr)
+        return 2
+    return agent_main(os.path.abspath(args.state_dir), manifest)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="redfish-racklet",
+        description="The Redfish service of a Racklet rack: run it on the Rack Management "
+                    "Controller, or on a laptop with a simulated rack.")
+    p.add_argument("--version", action="version", version=f"redfish-racklet {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def state(sp):
+        sp.add_argument("--state-dir", default=default_state_dir(),
+                        help="state directory (default: %(default)s)")
+
+    sp = sub.add_parser("init", help="create a state directory: CA, certificates, store, admin account")
+    state(sp)
+    sp.add_argument("--admin-password-file", metavar="FILE",
+                    help="read the admin password from FILE instead of generating one")
+
+    sp = sub.add_parser("serve", help="run the rack agent and the HTTPS Redfish API")
+    state(sp)
+    sp.add_argument("--bind", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    sp.add_argument("--port", type=int, default=8443, help="HTTPS port (default: %(default)s)")
+    sp.add_argument("--manifest", metavar="FILE",
+                    help="rack manifest (YAML); default: the simulated 5-unit rack")
+    sp.add_argument("--workers", type=int, default=2, help="API worker processes (default: %(default)s)")
+
+    sp = sub.add_parser("agent", help="run only the rack agent (serve starts it for you)")
+    state(sp)
+    sp.add_argument("--manifest", metavar="FILE")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.command == "init":
+        return init(os.path.abspath(args.state_dir), args.admin_password_file)
+    if args.command == "serve":
+        if args.workers < 1 or not 0 < args.port < 65536:
+            print("redfish-racklet: --workers must be >= 1 and --port 1..65535", file=sys.stderr)
+            return 2
+        return _serve(args)
+    return _agent(args)

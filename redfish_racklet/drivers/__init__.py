@@ -1,0 +1,32 @@
+"""Hardware drivers behind small interfaces. Only the rack agent imports this package.
+
+A unit's hardware, as the agent sees it:
+
+- ``PowerRail``  the switched supply of one tray (a GPIO output on real racks);
+- ``Presence``   whether a unit sits in the tray (a GPIO input);
+- ``Host``       the unit's operating system as its BMC reports it: booting,
+                 running, halting or halted, and a request to shut down cleanly.
+
+``drivers.sim`` implements all three for the simulated rack; real SMBus/GPIO
+implementations follow the same protocols.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class PowerRail(Protocol):
+    def set(self, on: bool) -> None: ...
+    def get(self) -> bool: ...
+
+
+class Presence(Protocol):
+    def present(self) -> bool: ...
+
+
+class Host(Protocol):
+    def state(self) -> str:
+        """One of 'off', 'booting', 'running', 'halting', 'halted'."""
+
+    def request_shutdown(self) -> None: ...

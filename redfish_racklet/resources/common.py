@@ -1,0 +1,73 @@
+"""Helpers every resource module uses: the store, the caller, schema versions, Status."""
+
+from __future__ import annotations
+
+import uuid
+
+from flask import current_app, g
+
+from ..auth import Principal
+from ..messages import RedfishError
+from ..store import Store
+
+# The DMTF schema version each resource type is served with (checked in the tests
+# against ../shared/redfish/csdl). $metadata references exactly these.
+VERSIONS = {
+    "ServiceRoot": "v1_20_0",
+    "ComputerSystem": "v1_27_0",
+    "Chassis": "v1_28_0",
+    "Manager": "v1_24_0",
+    "AccountService": "v1_18_1",
+    "ManagerAccount": "v1_14_1",
+    "Role": "v1_3_3",
+    "SessionService": "v1_2_0",
+    "Session": "v1_8_0",
+    "ActionInfo": "v1_5_0",
+    "JsonSchemaFile": "v1_1_5",
+}
+COLLECTIONS = ("ComputerSystemCollection", "ChassisCollection", "ManagerCollection",
+               "ManagerAccountCollection", "RoleCollection", "SessionCollection",
+               "JsonSchemaFileCollection")
+
+
+def odata_type(name: str) -> str:
+    return f"#{name}.{VERSIONS[name]}.{name}"
+
+
+def store() -> Store:
+    return current_app.extensions["racklet_store"]
+
+
+def state_dir() -> str:
+    return current_app.config["STATE_DIR"]
+
+
+def principal() -> Principal:
+    return g.principal
+
+
+def require_self_or(owner: str, alternatives: list[list[str]]) -> None:
+    """ConfigureSelf only reaches the caller's own account or session."""
+    p = principal()
+    if p.satisfies(alternatives):
+        return
+    if p.username == owner and "ConfigureSelf" in p.privileges:
+        return
+    raise RedfishError.of(403, "InsufficientPrivilege")
+
+
+def not_found(kind: str, name: str) -> RedfishError:
+    return RedfishError.of(404, "ResourceNotFound", kind, name)
+
+
+def unit_uuid(unit_id: str) -> str:
+    """A stable UUID per unit, derived from the service's own UUID."""
+    return str(uuid.uuid5(uuid.UUID(store().service_uuid()), unit_id))
+
+
+def unit_status(unit: dict) -> dict:
+    if not unit["present"]:
+        return {"State": "Absent"}
+    state = {"On": "Enabled", "PoweringOn": "Starting", "PoweringOff": "Disabled",
+             "Off": "Disabled"}[unit["power_state"]]
+    return {"State": state, "Health": "OK"}

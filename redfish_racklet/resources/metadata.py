@@ -1,0 +1,113 @@
+"""OData documents ($metadata, the service document) and the schemas the service publishes.
+
+$metadata references the DMTF CSDL of every type served (by its public URI) and the
+project's own OEM schema (by a local URI, served here from ``schemas/``).
+"""
+
+from __future__ import annotations
+
+from xml.sax.saxutils import quoteattr
+
+from flask import Response
+from flask_smorest import Blueprint
+
+from ..manifest import schema_file
+from ..web import LOGIN, NO_AUTH, RedfishView, collection
+from .common import COLLECTIONS, VERSIONS, not_found, odata_type
+
+blp = Blueprint("metadata", __name__, description="OData metadata and schemas")
+
+OEM_CSDL = "Racklet_v1.xml"
+OEM_JSON = "Racklet.v1_0_0.json"
+OEM_NAMESPACES = ("Racklet", "Racklet.v1_0_0")
+SCHEMA_URI = "/redfish/v1/Schemas"
+
+# Types referenced but not served as resources of their own.
+_SUPPORT = {"Resource": ("Resource", "Resource.v1_23_0"), "Message": ("Message", "Message.v1_3_0"),
+            "RedfishExtensions": ("RedfishExtensions.v1_0_0",)}
+
+
+def _references() -> list[tuple[str, tuple[str, ...]]]:
+    refs = [(f"http://redfish.dmtf.org/schemas/v1/{name}_v1.xml", (name, f"{name}.{ver}"))
+            for name, ver in VERSIONS.items()]
+    refs += [(f"http://redfish.dmtf.org/schemas/v1/{name}_v1.xml", (name,)) for name in COLLECTIONS]
+    refs += [(f"http://redfish.dmtf.org/schemas/v1/{name}_v1.xml", ns) for name, ns in _SUPPORT.items()]
+    refs.append((f"{SCHEMA_URI}/{OEM_CSDL}", OEM_NAMESPACES))
+    return refs
+
+
+def metadata_xml() -> str:
+    out = ['<?xml version="1.0" encoding="UTF-8"?>',
+           '<edmx:Edmx xmlns:edmx="http://docs.oasis-open.org/odata/ns/edmx" Version="4.0">']
+    for uri, namespaces in _references():
+        out.append(f"  <edmx:Reference Uri={quoteattr(uri)}>")
+        out += [f"    <edmx:Include Namespace={quoteattr(ns)}/>" for ns in namespaces]
+        out.append("  </edmx:Reference>")
+    out += ["  <edmx:DataServices>",
+            '    <Schema xmlns="http://docs.oasis-open.org/odata/ns/edm" Namespace="Service">',
+            f'      <EntityContainer Name="Service" Extends="ServiceRoot.{VERSIONS["ServiceRoot"]}.ServiceContainer"/>',
+            "    </Schema>", "  </edmx:DataServices>", "</edmx:Edmx>", ""]
+    return "\n".join(out)
+
+
+@blp.route("/redfish/v1/$metadata")
+class Metadata(RedfishView):
+    privileges = {"GET": NO_AUTH}
+
+    def get(self):
+        return Response(metadata_xml(), content_type="application/xml; charset=utf-8")
+
+
+@blp.route("/redfish/v1/odata")
+class ServiceDocument(RedfishView):
+    privileges = {"GET": NO_AUTH}
+
+    def get(self):
+        names = ["Systems", "Chassis", "Managers", "AccountService", "SessionService", "JsonSchemas"]
+        return {
+            "@odata.context": "/redfish/v1/$metadata",
+            "value": [{"name": "Service", "kind": "Singleton", "url": "/redfish/v1/"}]
+            + [{"name": n, "kind": "Singleton", "url": f"/redfish/v1/{n}"} for n in names]
+            + [{"name": "Sessions", "kind": "Singleton", "url": "/redfish/v1/SessionService/Sessions"}],
+        }
+
+
+@blp.route(f"{SCHEMA_URI}/<name>")
+class SchemaFile(RedfishView):
+    privileges = {"GET": NO_AUTH}
+
+    def get(self, name):
+        if name == OEM_CSDL:
+            return Response(schema_file(name).read_bytes(), content_type="application/xml; charset=utf-8")
+        if name == OEM_JSON:
+            return Response(schema_file(name).read_bytes(), content_type="application/json; charset=utf-8")
+        raise not_found("Schema", name)
+
+
+@blp.route("/redfish/v1/JsonSchemas")
+class JsonSchemas(RedfishView):
+    privileges = {"GET": LOGIN}
+
+    def get(self):
+        return collection("JsonSchemaFileCollection", "JSON Schema File Collection",
+                          "/redfish/v1/JsonSchemas", ["/redfish/v1/JsonSchemas/Racklet"])
+
+
+@blp.route("/redfish/v1/JsonSchemas/<schema_id>")
+class JsonSchema(RedfishView):
+    privileges = {"GET": LOGIN}
+
+    def get(self, schema_id):
+        if schema_id != "Racklet":
+            raise not_found("JsonSchemaFile", schema_id)
+        return {
+            "@odata.id": "/redfish/v1/JsonSchemas/Racklet",
+            "@odata.type": odata_type("JsonSchemaFile"),
+            "Id": "Racklet",
+            "Name": "Racklet OEM schema",
+            "Description": "The Oem.Racklet extensions of this service",
+            "Languages": ["en"],
+            "Schema": "#Racklet.v1_0_0",
+            "Location": [{"Language": "en", "Uri": f"{SCHEMA_URI}/{OEM_JSON}"}],
+            "Location@odata.count": 1,
+        }

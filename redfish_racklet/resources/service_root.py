@@ -1,0 +1,46 @@
+"""ServiceRoot (/redfish/v1) and the version document (/redfish). Both need no login."""
+
+from __future__ import annotations
+
+from flask_smorest import Blueprint
+
+from .. import __version__, odata
+from ..web import NO_AUTH, RedfishView, odata_id
+from .common import odata_type, store
+
+blp = Blueprint("service_root", __name__, description="Service root")
+
+REDFISH_VERSION = "1.20.0"
+
+
+@blp.route("/redfish")
+class VersionDocument(RedfishView):
+    privileges = {"GET": NO_AUTH}
+
+    def get(self):
+        return {"v1": "/redfish/v1/"}
+
+
+@blp.route("/redfish/v1")
+class ServiceRoot(RedfishView):
+    privileges = {"GET": NO_AUTH}
+
+    def get(self):
+        return {
+            "@odata.id": "/redfish/v1",
+            "@odata.type": odata_type("ServiceRoot"),
+            "Id": "RootService",
+            "Name": "Racklet Redfish Service",
+            "RedfishVersion": REDFISH_VERSION,
+            "UUID": store().service_uuid(),
+            "Vendor": "Racklet",
+            "Product": f"redfish-racklet {__version__}",
+            "ProtocolFeaturesSupported": odata.PROTOCOL_FEATURES,
+            "Systems": odata_id("Systems"),
+            "Chassis": odata_id("Chassis"),
+            "Managers": odata_id("Managers"),
+            "AccountService": odata_id("AccountService"),
+            "SessionService": odata_id("SessionService"),
+            "JsonSchemas": odata_id("JsonSchemas"),
+            "Links": {"Sessions": odata_id("SessionService", "Sessions")},
+        }

@@ -1,0 +1,277 @@
+"""The state store: one SQLite database (WAL) shared by the agent and every API worker.
+
+It owns the schema and every query; callers get plain dicts and never write SQL.
+Each thread gets its own connection (SQLite connections are not shared across
+threads); the database file is the only thing the processes share.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import sqlite3
+import threading
+import time
+import uuid
+
+SCHEMA_VERSION = 1
+COMMANDS_KEPT = 1000  # finished commands kept for audit; older ones are pruned
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta(
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS accounts(
+    id TEXT PRIMARY KEY,
+    username TEXT UNIQUE NOT NULL,
+    password_hash TEXT NOT NULL,
+    role_id TEXT NOT NULL,
+    enabled INTEGER NOT NULL DEFAULT 1,
+    locked INTEGER NOT NULL DEFAULT 0,
+    password_change_required INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS sessions(
+    id TEXT PRIMARY KEY,
+    token_hash TEXT UNIQUE NOT NULL,
+    username TEXT NOT NULL,
+    created REAL NOT NULL,
+    last_used REAL NOT NULL,
+    client_ip TEXT NOT NULL DEFAULT '');
+CREATE TABLE IF NOT EXISTS units(
+    id TEXT PRIMARY KEY,
+    slot INTEGER NOT NULL,
+    info TEXT NOT NULL,
+    present INTEGER NOT NULL,
+    power_state TEXT NOT NULL,
+    desired_power TEXT NOT NULL DEFAULT 'On',
+    asset_tag TEXT NOT NULL DEFAULT '',
+    updated REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS commands(
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    unit TEXT NOT NULL,
+    action TEXT NOT NULL,
+    state TEXT NOT NULL DEFAULT 'pending',
+    message TEXT NOT NULL DEFAULT '',
+    created REAL NOT NULL,
+    finished REAL);
+"""
+
+# Settings the API may change, with their defaults (stored in meta).
+DEFAULT_SESSION_TIMEOUT = 1800
+SESSION_TIMEOUT_RANGE = (30, 86400)
+MAX_SESSIONS = 64
+
+
+def token_digest(token: str) -> str:
+    """Sessions are stored by the SHA-256 of their token, never the token itself."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class Store:
+    """Thread-safe facade over the SQLite state file."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self._local = threading.local()
+
+    # -- connections -------------------------------------------------------
+    def conn(self) -> sqlite3.Connection:
+        c = getattr(self._local, "conn", None)
+        if c is None:
+            c = sqlite3.connect(self.path, timeout=10, isolation_level=None)
+            c.row_factory = sqlite3.Row
+            c.execute("PRAGMA busy_timeout=10000")
+            c.execute("PRAGMA synchronous=NORMAL")
+            c.execute("PRAGMA foreign_keys=ON")
+            self._local.conn = c
+        return c
+
+    def close(self) -> None:
+        c = getattr(self._local, "conn", None)
+        if c is not None:
+            c.close()
+            self._local.conn = None
+
+    def create(self) -> None:
+        """Create the schema (idempotent) and the service's identity."""
+        c = self.conn()
+        c.execute("PRAGMA journal_mode=WAL")
+        c.executescript(_SCHEMA)
+        with self.tx() as t:
+            t.execute("INSERT OR IGNORE INTO meta VALUES('schema_version', ?)", (str(SCHEMA_VERSION),))
+            t.execute("INSERT OR IGNORE INTO meta VALUES('service_uuid', ?)", (str(uuid.uuid4()),))
+        os.chmod(self.path, 0o600)
+
+    def tx(self):
+        return _Tx(self.conn())
+
+    # -- meta ----------------------------------------------------------------
+    def get_meta(self, key: str, default: str | None = None) -> str | None:
+        row = self.conn().execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return row[0] if row else default
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.conn().execute("INSERT OR REPLACE INTO meta VALUES(?, ?)", (key, value))
+
+    def service_uuid(self) -> str:
+        return self.get_meta("service_uuid")
+
+    def session_timeout(self) -> int:
+        return int(self.get_meta("session_timeout", str(DEFAULT_SESSION_TIMEOUT)))
+
+    # -- accounts --------------------------------------------------------------
+    def add_account(self, username: str, password_hash: str, role_id: str) -> str:
+        with self.tx() as t:
+            n = t.execute("SELECT COALESCE(MAX(CAST(id AS INTEGER)), 0) + 1 FROM accounts").fetchone()[0]
+            t.execute("INSERT INTO accounts(id, username, password_hash, role_id) VALUES(?,?,?,?)",
+                      (str(n), username, password_hash, role_id))
+        return str(n)
+
+    def set_password_hash(self, username: str, password_hash: str) -> None:
+        self.conn().execute("UPDATE accounts SET password_hash=? WHERE username=?",
+                            (password_hash, username))
+
+    def account_by_name(self, username: str) -> dict | None:
+        row = self.conn().execute("SELECT * FROM accounts WHERE username=?", (username,)).fetchone()
+        return dict(row) if row else None
+
+    def account(self, account_id: str) -> dict | None:
+        row = self.conn().execute("SELECT * FROM accounts WHERE id=?", (account_id,)).fetchone()
+        return dict(row) if row else None
+
+    def accounts(self) -> list[dict]:
+        rows = self.conn().execute("SELECT * FROM accounts ORDER BY CAST(id AS INTEGER)")
+        return [dict(r) for r in rows]
+
+    # -- sessions --------------------------------------------------------------
+    def create_session(self, username: str, client_ip: str, now: float) -> tuple[dict, str] | None:
+        """Create a session; None when the cap is reached. Returns (session, token)."""
+        token = secrets.token_urlsafe(32)
+        sid = secrets.token_hex(8)
+        with self.tx() as t:
+            self._expire_sessions(t, now)
+            if t.execute("SELECT COUNT(*) FROM sessions").fetchone()[0] >= MAX_SESSIONS:
+                return None
+            t.execute("INSERT INTO sessions VALUES(?,?,?,?,?,?)",
+                      (sid, token_digest(token), username, now, now, client_ip))
+        return self.session(sid), token
+
+    def _expire_sessions(self, t, now: float) -> None:
+        t.execute("DELETE FROM sessions WHERE last_used < ?", (now - self.session_timeout(),))
+
+    def session_by_token(self, token: str, now: float) -> dict | None:
+        """The live session for a token; refreshes its idle timer (at most once per 5 s)."""
+        row = self.conn().execute("SELECT * FROM sessions WHERE token_hash=?",
+                                  (token_digest(token),)).fetchone()
+        if row is None:
+            return None
+        if row["last_used"] < now - self.session_timeout():
+            self.conn().execute("DELETE FROM sessions WHERE id=?", (row["id"],))
+            return None
+        if now - row["last_used"] > 5:
+            self.conn().execute("UPDATE sessions SET last_used=? WHERE id=?", (now, row["id"]))
+        return dict(row)
+
+    def session(self, sid: str) -> dict | None:
+        row = self.conn().execute("SELECT * FROM sessions WHERE id=?", (sid,)).fetchone()
+        return dict(row) if row else None
+
+    def sessions(self, now: float) -> list[dict]:
+        with self.tx() as t:
+            self._expire_sessions(t, now)
+            rows = t.execute("SELECT * FROM sessions ORDER BY created").fetchall()
+        return [dict(r) for r in rows]
+
+    def delete_session(self, sid: str) -> bool:
+        return self.conn().execute("DELETE FROM sessions WHERE id=?", (sid,)).rowcount == 1
+
+    # -- units (observed state written by the agent) ----------------------------
+    def upsert_unit(self, unit_id: str, slot: int, info: dict, present: bool,
+                    power_state: str, now: float) -> None:
+        self.conn().execute(
+            "INSERT INTO units(id, slot, info, present, power_state, updated) VALUES(?,?,?,?,?,?) "
+            "ON CONFLICT(id) DO UPDATE SET slot=excluded.slot, info=excluded.info, "
+            "present=excluded.present, power_state=excluded.power_state, updated=excluded.updated",
+            (unit_id, slot, json.dumps(info), int(present), power_state, now))
+
+    def remove_units_except(self, keep: list[str]) -> None:
+        marks = ",".join("?" * len(keep))
+        self.conn().execute(f"DELETE FROM units WHERE id NOT IN ({marks})", keep)
+
+    def set_observed(self, unit_id: str, present: bool, power_state: str, now: float) -> None:
+        self.conn().execute("UPDATE units SET present=?, power_state=?, updated=? WHERE id=?",
+                            (int(present), power_state, now, unit_id))
+
+    def set_desired_power(self, unit_id: str, desired: str) -> None:
+        self.conn().execute("UPDATE units SET desired_power=? WHERE id=?", (desired, unit_id))
+
+    def set_asset_tag(self, unit_id: str, tag: str) -> None:
+        self.conn().execute("UPDATE units SET asset_tag=? WHERE id=?", (tag, unit_id))
+
+    def unit(self, unit_id: str) -> dict | None:
+        row = self.conn().execute("SELECT * FROM units WHERE id=?", (unit_id,)).fetchone()
+        return _unit(row) if row else None
+
+    def units(self) -> list[dict]:
+        return [_unit(r) for r in self.conn().execute("SELECT * FROM units ORDER BY slot")]
+
+    # -- commands (API -> agent) -------------------------------------------------
+    def add_command(self, unit_id: str, action: str, now: float) -> int:
+        cur = self.conn().execute("INSERT INTO commands(unit, action, created) VALUES(?,?,?)",
+                                  (unit_id, action, now))
+        return cur.lastrowid
+
+    def claim_command(self, cid: int) -> dict | None:
+        """Atomically move a pending command to running; None if it was not pending."""
+        c = self.conn()
+        if c.execute("UPDATE commands SET state='running' WHERE id=? AND state='pending'",
+                     (cid,)).rowcount != 1:
+            return None
+        return dict(c.execute("SELECT * FROM commands WHERE id=?", (cid,)).fetchone())
+
+    def pending_commands(self) -> list[int]:
+        return [r[0] for r in self.conn().execute(
+            "SELECT id FROM commands WHERE state='pending' ORDER BY id")]
+
+    def finish_command(self, cid: int, state: str, message: str, now: float) -> None:
+        with self.tx() as t:
+            t.execute("UPDATE commands SET state=?, message=?, finished=? WHERE id=?",
+                      (state, message, now, cid))
+            t.execute("DELETE FROM commands WHERE state NOT IN ('pending', 'running') AND id <= ?",
+                      (cid - COMMANDS_KEPT,))
+
+    def cancel_command(self, cid: int, now: float) -> bool:
+        """Withdraw a command the agent has not started; True if it was withdrawn."""
+        return self.conn().execute(
+            "UPDATE commands SET state='cancelled', finished=? WHERE id=? AND state='pending'",
+            (now, cid)).rowcount == 1
+
+    def command(self, cid: int) -> dict | None:
+        row = self.conn().execute("SELECT * FROM commands WHERE id=?", (cid,)).fetchone()
+        return dict(row) if row else None
+
+
+def _unit(row: sqlite3.Row) -> dict:
+    d = dict(row)
+    d["info"] = json.loads(d["info"])
+    d["present"] = bool(d["present"])
+    return d
+
+
+class _Tx:
+    """``with store.tx() as c:`` — one IMMEDIATE transaction, rolled back on error."""
+
+    def __init__(self, conn: sqlite3.Connection):
+        self.c = conn
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.c.execute("BEGIN IMMEDIATE")
+        return self.c
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.c.execute("ROLLBACK" if exc_type else "COMMIT")
+
+
+def now() -> float:
+    return time.time()

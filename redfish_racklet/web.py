@@ -1,0 +1,207 @@
+"""The Redfish HTTP layer shared by every resource module.
+
+- ``RedfishView``: a MethodView whose GET returns a plain dict; the dict is turned
+  into a Redfish response here (query options, ETag, headers), and ``$expand`` can
+  call any view's GET internally the same way.
+- ``json_body`` / ``apply_patch``: the one path for request bodies, so every
+  resource refuses bad input with the same Base messages.
+"""
+
+from __future__ import annotations
+
+import json
+
+from flask import current_app, g, request
+from flask.views import MethodView
+from marshmallow import Schema, ValidationError
+from werkzeug.exceptions import MethodNotAllowed, NotFound
+from werkzeug.wrappers import Response
+
+from . import odata
+from .messages import RedfishError, message
+
+JSON_TYPE = "application/json; charset=utf-8"
+NO_AUTH = None  # privilege declaration for the few public routes
+
+# Privilege sets (the DMTF privilege registry's vocabulary; one AND-list per option).
+LOGIN = [["Login"]]
+CONFIGURE_COMPONENTS = [["ConfigureComponents"]]
+CONFIGURE_MANAGER = [["ConfigureManager"]]
+CONFIGURE_USERS = [["ConfigureUsers"]]
+
+
+class RedfishView(MethodView):
+    """Base of every route. Subclasses declare ``privileges = {METHOD: [[...]]}``."""
+
+    privileges: dict[str, list[list[str]] | None] = {}
+
+    def dispatch_request(self, **kwargs):
+        result = super().dispatch_request(**kwargs)
+        if isinstance(result, dict):
+            return render(result)
+        return result
+
+
+def dumps(doc) -> bytes:
+    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def json_response(doc: dict, status: int = 200, headers: dict | None = None) -> Response:
+    return Response(dumps(doc), status=status, headers=headers or {}, content_type=JSON_TYPE)
+
+
+def fetch_internal(uri: str) -> dict | None:
+    """GET a resource of this service without HTTP (used by $expand and only)."""
+    path = uri.split("?", 1)[0].rstrip("/") or "/"
+    adapter = current_app.url_map.bind("localhost")
+    try:
+        endpoint, args = adapter.match(path, method="GET")
+    except (NotFound, MethodNotAllowed):
+        return None
+    view = current_app.view_functions.get(endpoint)
+    cls = getattr(view, "view_class", None)
+    if cls is None or not hasattr(cls, "get"):
+        return None
+    try:
+        doc = cls().get(**args)
+    except RedfishError:
+        return None
+    if not isinstance(doc, dict):
+        return None
+    return with_etag(doc)
+
+
+def with_etag(doc: dict) -> dict:
+    doc = {k: v for k, v in doc.items() if k != "@odata.etag"}
+    tag = odata.etag(doc)
+    doc["@odata.etag"] = tag
+    return doc
+
+
+def describedby(doc: dict) -> str | None:
+    t = doc.get("@odata.type", "")
+    parts = t.lstrip("#").split(".")
+    if len(parts) == 3:
+        return f"https://redfish.dmtf.org/schemas/v1/{parts[0]}.{parts[1]}.json"
+    if len(parts) == 2:
+        return f"https://redfish.dmtf.org/schemas/v1/{parts[0]}.json"
+    return None
+
+
+def render(doc: dict, status: int = 200, extra_headers: dict | None = None) -> Response:
+    """A GET (or PATCH/POST result) document as a Redfish response."""
+    q: odata.Query = g.get("query") or odata.Query()
+    doc = with_etag(doc)
+    tag = doc["@odata.etag"]
+    if request.method in ("GET", "HEAD") and status == 200:
+        if q.only:
+            if not odata.is_collection(doc):
+                raise RedfishError.of(400, "QueryNotSupportedOnResource")
+            if len(doc["Members"]) == 1:
+                member = fetch_internal(doc["Members"][0]["@odata.id"])
+                if member is not None:
+                    doc, tag = member, member["@odata.etag"]
+        inm = request.headers.get("If-None-Match")
+        if inm and q.empty and tag in [t.strip() for t in inm.split(",")]:
+            return Response(status=304, headers={"ETag": tag})
+        if (q.top is not None or q.skip is not None) and not odata.is_collection(doc):
+            raise RedfishError.of(400, "QueryNotSupportedOnResource")
+        if odata.is_collection(doc):
+            doc = odata.page(doc, q)
+        if q.expand:
+            doc = odata.Expander(fetch_internal).expand(doc, q.expand, q.levels)
+        if q.select:
+            doc = odata.select(doc, q.select)
+    headers = {"ETag": tag}
+    link = describedby(doc)
+    if link:
+        headers["Link"] = f"<{link}>; rel=describedby"
+    headers.update(extra_headers or {})
+    return json_response(doc, status, headers)
+
+
+# -- request bodies -------------------------------------------------------------------
+
+def json_body() -> dict:
+    """The request's JSON object, or a Redfish error (415, 400)."""
+    if request.mimetype != "application/json":
+        raise RedfishError.of(415, "HeaderInvalid", f"Content-Type: {request.content_type or ''}")
+    raw = request.get_data(cache=True)
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise RedfishError.of(400, "MalformedJSON") from None
+    if not isinstance(body, dict):
+        raise RedfishError.of(400, "UnrecognizedRequestBody")
+    return body
+
+
+# marshmallow error code -> (Base message id, whether the message takes the value)
+_MARSHMALLOW_CODES = {
+    "type": "PropertyValueTypeError",
+    "list": "PropertyValueNotInList",
+    "range": "PropertyValueOutOfRange",
+    "length": "StringValueTooLong",
+}
+
+
+def check_patch(body: dict, schema: Schema, current: dict) -> dict:
+    """Validate a PATCH body against ``schema`` (its fields are the writable properties).
+
+    Unknown and read-only properties, wrong types and bad values are refused, all of
+    them reported at once; nothing is applied unless everything is valid.
+    """
+    body = {k: v for k, v in body.items() if not k.startswith("@odata.")}
+    if not body:
+        raise RedfishError.of(400, "NoOperation")
+    writable = schema.fields
+    errors = []
+    for key in body:
+        if key not in writable:
+            if key in current:
+                errors.append(message("PropertyNotWritable", key, related=[f"#/{key}"]))
+            else:
+                errors.append(message("PropertyUnknown", key, related=[f"#/{key}"]))
+    known = {k: v for k, v in body.items() if k in writable}
+    try:
+        cleaned = schema.load(known)
+    except ValidationError as e:
+        cleaned = {}
+        for key, codes in sorted(e.normalized_messages().items()):
+            code = codes[0] if isinstance(codes, list) else "type"
+            msg_id = _MARSHMALLOW_CODES.get(code, "PropertyValueTypeError")
+            value = json.dumps(body.get(key)) if not isinstance(body.get(key), str) else body[key]
+            if msg_id == "StringValueTooLong":
+                limit = next((v.max for v in writable[key].validators if hasattr(v, "max")), "")
+                errors.append(message(msg_id, value, limit, related=[f"#/{key}"]))
+            else:
+                errors.append(message(msg_id, value, key, related=[f"#/{key}"]))
+    if errors:
+        raise RedfishError(400, errors)
+    return cleaned
+
+
+def check_if_match(current: dict) -> None:
+    """412 when If-Match names an ETag other than the resource's current one."""
+    header = request.headers.get("If-Match")
+    if header is None:
+        return
+    tags = [t.strip() for t in header.split(",")]
+    if "*" in tags:
+        return
+    if with_etag(current)["@odata.etag"] not in tags:
+        raise RedfishError.of(412, "PreconditionFailed")
+
+
+def odata_id(*parts: str) -> dict:
+    return {"@odata.id": "/".join(("/redfish/v1",) + parts)}
+
+
+def collection(odata_type: str, name: str, uri: str, member_uris: list[str]) -> dict:
+    return {
+        "@odata.id": uri,
+        "@odata.type": f"#{odata_type}.{odata_type}",
+        "Name": name,
+        "Members": [{"@odata.id": m} for m in member_uris],
+        "Members@odata.count": len(member_uris),
+    }
