@@ -102,12 +102,15 @@ def authenticate() -> Principal | None:
 def _before():
     if request.url_rule is None:
         return None  # routing error: the error handler answers
+    version = request.headers.get("OData-Version")
+    if version is not None and version.strip() != "4.0":
+        raise RedfishError.of(412, "HeaderInvalid", f"OData-Version: {version}")
     g.query = odata.parse(request.args) if request.method in ("GET", "HEAD") else odata.Query()
     needed = _privileges_for(request.method)
-    g.principal = None
+    has_credentials = "X-Auth-Token" in request.headers or "Authorization" in request.headers
+    g.principal = authenticate() if (needed is not None or has_credentials) else None
     if needed is None:
-        return None
-    g.principal = authenticate()
+        return None  # public resource; credentials, if valid, only widen $expand
     if g.principal is None:
         raise RedfishError.of(401, "NoValidSession",
                               headers={"WWW-Authenticate": 'Basic realm="Redfish", charset="UTF-8"'})

@@ -62,6 +62,9 @@ def fetch_internal(uri: str) -> dict | None:
     cls = getattr(view, "view_class", None)
     if cls is None or not hasattr(cls, "get"):
         return None
+    needed = cls.privileges.get("GET")
+    if needed is not None and (g.get("principal") is None or not g.principal.satisfies(needed)):
+        return None  # the caller may not read it: leave the link as it is
     try:
         doc = cls().get(**args)
     except RedfishError:

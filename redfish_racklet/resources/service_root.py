@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask_smorest import Blueprint
 
 from .. import __version__, odata
-from ..web import NO_AUTH, RedfishView, odata_id
+from ..web import NO_AUTH, RedfishView, json_response, odata_id
 from .common import odata_type, store
 
 blp = Blueprint("service_root", __name__, description="Service root")
@@ -18,7 +18,7 @@ class VersionDocument(RedfishView):
     privileges = {"GET": NO_AUTH}
 
     def get(self):
-        return {"v1": "/redfish/v1/"}
+        return json_response({"v1": "/redfish/v1/"})
 
 
 @blp.route("/redfish/v1")

@@ -106,6 +106,16 @@ class Sessions(RedfishView):
                                         "ETag": doc["@odata.etag"]})
 
 
+@blp.route(f"{SESSIONS_URI}/Members")
+class SessionsMembers(RedfishView):
+    """DSP0266: a POST to a collection's Members URI creates like a POST to the collection."""
+
+    privileges = {"POST": NO_AUTH}
+
+    def post(self):
+        return Sessions().post()
+
+
 @blp.route(f"{SESSIONS_URI}/<session_id>")
 class Session(RedfishView):
     privileges = {"GET": [["ConfigureManager"], ["ConfigureSelf"]],
