@@ -67,30 +67,28 @@ BASE_MESSAGES: dict[str, tuple[str, str, str]] = {
         "Correct the request body and resubmit the request if it failed."),
     "HeaderInvalid": (
         "Header '%1' is invalid.", "Critical",
-        "Resubmit the request with a valid header."),
+        "Resubmit the request with a valid request header."),
     "PayloadTooLarge": (
         "The supplied payload exceeds the maximum size supported by the service.", "Critical",
-        "Resubmit the request with a smaller payload."),
+        "Check that the supplied payload is correct and supported by this service."),
     "ResourceNotFound": (
         "The requested resource of type %1 named '%2' was not found.", "Critical",
         "Provide a valid resource identifier and resubmit the request."),
     "InvalidURI": (
         "The URI %1 was not found.", "Critical",
-        "Resubmit the request.  If the problem persists, consider resetting the service."),
+        "Provide a valid URI and resubmit the request."),
     "OperationNotAllowed": (
         "The HTTP method is not allowed on this resource.", "Critical", "None."),
     "ActionNotSupported": (
         "The action %1 is not supported by the resource.", "Critical",
-        "The action supplied cannot be resubmitted to the implementation.  Perhaps the action was "
-        "invalid, the wrong resource was the target or the implementation documentation may be "
-        "of assistance."),
+        "Check the Actions property in the resource for the supported actions."),
     "ActionParameterMissing": (
         "The action %1 requires the parameter %2 to be present in the request body.", "Critical",
         "Supply the action with the required parameter in the request body when the request is "
         "resubmitted."),
     "ActionParameterUnknown": (
         "The action %1 was submitted with the invalid parameter %2.", "Warning",
-        "Correct the invalid parameter and resubmit the request if the operation failed."),
+        "Correct the invalid action parameter and resubmit the request if the operation failed."),
     "ActionParameterValueTypeError": (
         "The value '%1' for the parameter %2 in the action %3 is not a type that the parameter "
         "can accept.", "Warning",
@@ -118,7 +116,7 @@ BASE_MESSAGES: dict[str, tuple[str, str, str]] = {
         "The value '%1' for the query parameter %2 is out of range %3.", "Warning",
         "Reduce the value for the query parameter to a value that is within range, such as a "
         "start or count value that is within bounds of the number of resources in a collection "
-        "or a page that is within the range of valid pages."),
+        "or a page number that is within the range of valid pages."),
     "QueryNotSupportedOnResource": (
         "Querying is not supported on the requested resource.", "Warning",
         "Remove the query parameters and resubmit the request if the operation failed."),

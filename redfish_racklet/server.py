@@ -100,7 +100,11 @@ class _Gunicorn(BaseApplication):
 def gunicorn_options(state_dir: str, bind: str, port: int, workers: int) -> dict:
     host = f"[{bind}]" if ":" in bind else bind
 
-    def when_ready(server):
+    def post_worker_init(worker):
+        # With reuse_port each worker binds its own listening socket, so the service
+        # is reachable once the first worker is up: say so then, once.
+        if worker.age != 1:
+            return
         print(f"redfish-racklet: listening on https://{host}:{port} "
               f"(state dir {state_dir}, CA {os.path.join(state_dir, 'ca.pem')})",
               file=sys.stderr, flush=True)
@@ -122,7 +126,7 @@ def gunicorn_options(state_dir: str, bind: str, port: int, workers: int) -> dict
         "loglevel": "warning",
         "control_socket_disable": True,
         "proc_name": "redfish-racklet",
-        "when_ready": when_ready,
+        "post_worker_init": post_worker_init,
         "limit_request_line": 8190,
         "limit_request_fields": 100,
     }

@@ -13,7 +13,7 @@ import json
 
 from flask import current_app, g, request
 from flask.views import MethodView
-from marshmallow import Schema, ValidationError
+from marshmallow import Schema, ValidationError, fields
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.wrappers import Response
 
@@ -137,6 +137,19 @@ def json_body() -> dict:
     if not isinstance(body, dict):
         raise RedfishError.of(400, "UnrecognizedRequestBody")
     return body
+
+
+class StrictInteger(fields.Integer):
+    """A JSON integer: not a float, not a string, not a boolean."""
+
+    def __init__(self, **kw):
+        kw.setdefault("error_messages", {"invalid": "type", "null": "type"})
+        super().__init__(strict=True, **kw)
+
+    def _deserialize(self, value, attr, data, **kw):
+        if isinstance(value, bool):
+            raise self.make_error("invalid")
+        return super()._deserialize(value, attr, data, **kw)
 
 
 # marshmallow error code -> (Base message id, whether the message takes the value)

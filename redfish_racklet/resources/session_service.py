@@ -10,12 +10,12 @@ import time
 
 from flask import request
 from flask_smorest import Blueprint
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, validate
 
 from ..auth import login
 from ..messages import RedfishError
 from ..store import SESSION_TIMEOUT_RANGE
-from ..web import (CONFIGURE_MANAGER, LOGIN, NO_AUTH, RedfishView, check_if_match, check_patch,
+from ..web import (CONFIGURE_MANAGER, LOGIN, NO_AUTH, RedfishView, StrictInteger, check_if_match, check_patch,
                    collection, json_body, json_response, odata_id, render, with_etag)
 from .common import not_found, odata_type, principal, require_self_or, store
 
@@ -25,8 +25,7 @@ SESSIONS_URI = "/redfish/v1/SessionService/Sessions"
 
 
 class SessionServicePatch(Schema):
-    SessionTimeout = fields.Integer(strict=True, validate=validate.Range(*SESSION_TIMEOUT_RANGE, error="range"),
-                                    error_messages={"invalid": "type", "null": "type"})
+    SessionTimeout = StrictInteger(validate=validate.Range(*SESSION_TIMEOUT_RANGE, error="range"))
 
 
 def service_doc() -> dict:

@@ -1,0 +1,168 @@
+"""Fixtures: real servers (``redfish-racklet serve``: agent + gunicorn over TLS) on loopback."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("RACKLET_SHARED", ROOT.parent / "shared"))
+ADMIN_PASSWORD = "correct-horse-battery-staple"
+START_TIMEOUT = 30.0
+
+TEST_MANIFEST = """\
+rack: {name: Test rack, driver: sim, seed: 7, tick_seconds: 0.05}
+units:
+  - {id: Unit1, slot: 1, model: Raspberry Pi 4 Model B, manufacturer: Raspberry Pi Ltd, sim: {boot_seconds: 0.3, shutdown_seconds: 1.0}}
+  - {id: Unit2, slot: 2, model: Raspberry Pi 4 Model B, manufacturer: Raspberry Pi Ltd, sim: {boot_seconds: 0.3, shutdown_seconds: 1.0}}
+  - {id: Unit3, slot: 3, model: Raspberry Pi 4 Model B, manufacturer: Raspberry Pi Ltd, sim: {boot_seconds: 0.3, shutdown_seconds: 1.0}}
+  - {id: Unit4, slot: 4, model: Raspberry Pi 4 Model B, manufacturer: Raspberry Pi Ltd, sim: {boot_seconds: 0.3, shutdown_seconds: 1.0}}
+  - {id: Unit5, slot: 5, sim: {present: false}}
+"""
+
+
+def shared_or_skip(*parts: str) -> Path:
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"needs the Racklet shared material at {path} (set RACKLET_SHARED)")
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cli() -> list[str]:
+    return [sys.executable, "-m", "redfish_racklet"]
+
+
+@dataclass
+class Server:
+    state_dir: Path
+    port: int
+    proc: subprocess.Popen
+    log: Path
+    password: str = ADMIN_PASSWORD
+    _sessions: list = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    @property
+    def ca(self) -> str:
+        return str(self.state_dir / "ca.pem")
+
+    def client(self, auth=("admin", ADMIN_PASSWORD)) -> requests.Session:
+        s = requests.Session()
+        s.verify = self.ca
+        s.trust_env = False
+        if auth:
+            s.auth = auth
+        self._sessions.append(s)
+        return s
+
+    def anonymous(self) -> requests.Session:
+        return self.client(auth=None)
+
+    def get(self, path: str, **kw) -> requests.Response:
+        return self.client().get(self.url + path, **kw)
+
+    def stop(self) -> int:
+        for s in self._sessions:
+            s.close()
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+
+def start_server(tmp: Path, manifest_text: str | None = TEST_MANIFEST, workers: int = 2,
+                 password: str = ADMIN_PASSWORD) -> Server:
+    state = tmp / "state"
+    tmp.mkdir(parents=True, exist_ok=True)
+    pwfile = tmp / "admin-password.txt"
+    pwfile.write_text(password + "\n")
+    rc = subprocess.run(cli() + ["init", "--state-dir", str(state), "--admin-password-file", str(pwfile)],
+                        capture_output=True, text=True)
+    assert rc.returncode == 0, rc.stderr
+    args = cli() + ["serve", "--state-dir", str(state), "--port", str(port := free_port()),
+                    "--workers", str(workers)]
+    if manifest_text is not None:
+        mf = tmp / "manifest.yaml"
+        mf.write_text(manifest_text)
+        args += ["--manifest", str(mf)]
+    log = tmp / "serve.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
+    server = Server(state, port, proc, log, password)
+    wait_until_up(server)
+    return server
+
+
+def wait_until_up(server: Server) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if server.proc.poll() is not None:
+            raise AssertionError(f"serve exited: {server.log.read_text()}")
+        try:
+            r = requests.get(server.url + "/redfish/v1", verify=server.ca, timeout=2)
+            if r.status_code == 200:
+                return
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.05)
+    server.stop()
+    raise AssertionError(f"serve did not come up: {server.log.read_text()}")
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory):
+    """One shared server on the test manifest (four units plus an empty tray, Unit5)."""
+    srv = start_server(tmp_path_factory.mktemp("server"))
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def fresh_server(tmp_path):
+    """A server of its own, for tests that change global state or stop it."""
+    servers = []
+
+    def make(**kw) -> Server:
+        srv = start_server(tmp_path / f"s{len(servers)}", **kw)
+        servers.append(srv)
+        return srv
+
+    yield make
+    for s in servers:
+        s.stop()
+
+
+@pytest.fixture(scope="session")
+def tools_venv() -> Path:
+    """The virtualenv holding the DMTF tools (the one running the tests)."""
+    venv = Path(sys.prefix)
+    if not (venv / "bin" / "rf_service_validator").exists():
+        pytest.skip("needs the DMTF tools (pip install -e '.[test]')")
+    return venv
+
+
+def which(cmd: str) -> str | None:
+    return shutil.which(cmd)
