@@ -20,26 +20,23 @@ from .auth import Principal, login, parse_basic
 from .messages import RedfishError
 from .resources import BLUEPRINTS
 from .store import Store
-from .web import json_response
+from .web import add_headers, common_headers, json_response
 
 log = logging.getLogger("racklet.api")
 
 MAX_JSON_BYTES = 1024 * 1024
 
-_SECURITY_HEADERS = {
-    "OData-Version": "4.0",
-    "Strict-Transport-Security": "max-age=31536000",
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-    "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
-    "Referrer-Policy": "no-referrer",
-    "Cache-Control": "no-store",
-}
+
+class RackletFlask(Flask):
+    """Flask, minus a per-call coroutine check: the service has no async views."""
+
+    def ensure_sync(self, func):
+        return func
 
 
 def create_app(config: dict) -> Flask:
     """Config keys: ``STATE_DIR`` (required)."""
-    app = Flask("redfish_racklet", static_folder=None)
+    app = RackletFlask("redfish_racklet", static_folder=None)
     app.config.update(
         API_TITLE="redfish-racklet",
         API_VERSION=__version__,
@@ -60,6 +57,7 @@ def create_app(config: dict) -> Flask:
     app.register_error_handler(RedfishError, _redfish_error)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected)
+    app.wsgi_app = add_headers(app.wsgi_app)
     return app
 
 
@@ -68,16 +66,22 @@ def store() -> Store:
     return current_app.extensions["racklet_store"]
 
 
-def _privileges_for(method: str):
+_UNDECLARED = object()
+
+
+def _privileges_for(rule, method: str):
     from flask import current_app
-    view = current_app.view_functions.get(request.url_rule.endpoint)
-    cls = getattr(view, "view_class", None)
-    decl = getattr(cls, "privileges", {})
-    key = "GET" if method in ("HEAD", "OPTIONS") else method
-    if key not in decl:
-        # A route without a declaration is a bug; refuse rather than guess.
-        raise RedfishError.of(500, "InternalError")
-    return decl[key]
+    cache = current_app.extensions.setdefault("racklet_privileges", {})
+    key = (rule.endpoint, "GET" if method in ("HEAD", "OPTIONS") else method)
+    needed = cache.get(key, _UNDECLARED)
+    if needed is _UNDECLARED:
+        view = current_app.view_functions.get(rule.endpoint)
+        decl = getattr(getattr(view, "view_class", None), "privileges", {})
+        if key[1] not in decl:
+            # A route without a declaration is a bug; refuse rather than guess.
+            raise RedfishError.of(500, "InternalError")
+        needed = cache[key] = decl[key[1]]
+    return needed
 
 
 def authenticate() -> Principal | None:
@@ -85,12 +89,9 @@ def authenticate() -> Principal | None:
     token = request.headers.get("X-Auth-Token")
     if token:
         sess = s.session_by_token(token, time.time())
-        if sess is None:
+        if sess is None or not sess["enabled"]:
             return None
-        acct = s.account_by_name(sess["username"])
-        if acct is None or not acct["enabled"]:
-            return None
-        return Principal(acct["username"], acct["role_id"], sess["id"])
+        return Principal(sess["username"], sess["role_id"], sess["id"])
     creds = parse_basic(request.headers.get("Authorization", ""))
     if creds:
         acct = login(s, *creds)
@@ -100,14 +101,17 @@ def authenticate() -> Principal | None:
 
 
 def _before():
-    if request.url_rule is None:
+    req = request._get_current_object()  # one context lookup, not one per attribute
+    if req.url_rule is None:
         return None  # routing error: the error handler answers
-    version = request.headers.get("OData-Version")
+    headers = req.headers
+    version = headers.get("OData-Version")
     if version is not None and version.strip() != "4.0":
         raise RedfishError.of(412, "HeaderInvalid", f"OData-Version: {version}")
-    g.query = odata.parse(request.args) if request.method in ("GET", "HEAD") else odata.Query()
-    needed = _privileges_for(request.method)
-    has_credentials = "X-Auth-Token" in request.headers or "Authorization" in request.headers
+    method = req.method
+    g.query = odata.parse(req.args) if method in ("GET", "HEAD") and req.args else odata.Query()
+    needed = _privileges_for(req.url_rule, method)
+    has_credentials = "X-Auth-Token" in headers or "Authorization" in headers
     g.principal = authenticate() if (needed is not None or has_credentials) else None
     if needed is None:
         return None  # public resource; credentials, if valid, only widen $expand
@@ -120,11 +124,8 @@ def _before():
 
 
 def _after(resp):
-    for k, v in _SECURITY_HEADERS.items():
-        resp.headers.setdefault(k, v)
-    rule = request.url_rule
-    if rule is not None and "Allow" not in resp.headers:
-        resp.headers["Allow"] = ", ".join(sorted(rule.methods - {"OPTIONS"}))
+    if "Allow" not in resp.headers:  # not made by json_response (XML, 204, 304)
+        resp.headers.extend(common_headers())
     return resp
 
 

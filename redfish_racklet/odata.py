@@ -10,7 +10,6 @@ depth (``MAX_LEVELS``) and in the number of resources it inlines
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from dataclasses import dataclass
 from typing import Callable
@@ -177,7 +176,6 @@ class Expander:
         return self.expand(target, mode, levels - 1)
 
 
-def etag(doc: dict) -> str:
-    """A strong ETag over the canonical JSON of a resource."""
-    raw = json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+def etag(raw: bytes) -> str:
+    """A strong ETag over the serialised JSON of a resource (without its @odata.etag)."""
     return '"' + hashlib.blake2b(raw, digest_size=12).hexdigest() + '"'

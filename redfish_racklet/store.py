@@ -7,6 +7,7 @@ threads); the database file is the only thing the processes share.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -74,6 +75,7 @@ class Store:
     def __init__(self, path: str):
         self.path = path
         self._local = threading.local()
+        self._uuid: str | None = None
 
     # -- connections -------------------------------------------------------
     def conn(self) -> sqlite3.Connection:
@@ -115,7 +117,9 @@ class Store:
         self.conn().execute("INSERT OR REPLACE INTO meta VALUES(?, ?)", (key, value))
 
     def service_uuid(self) -> str:
-        return self.get_meta("service_uuid")
+        if self._uuid is None:  # written once by init, never changed
+            self._uuid = self.get_meta("service_uuid")
+        return self._uuid
 
     def session_timeout(self) -> int:
         return int(self.get_meta("session_timeout", str(DEFAULT_SESSION_TIMEOUT)))
@@ -161,12 +165,17 @@ class Store:
         t.execute("DELETE FROM sessions WHERE last_used < ?", (now - self.session_timeout(),))
 
     def session_by_token(self, token: str, now: float) -> dict | None:
-        """The live session for a token; refreshes its idle timer (at most once per 5 s)."""
-        row = self.conn().execute("SELECT * FROM sessions WHERE token_hash=?",
-                                  (token_digest(token),)).fetchone()
+        """The live session for a token, with its account's role and state, in one query
+        (this runs on every request). Refreshes the idle timer at most once per 5 s."""
+        row = self.conn().execute(
+            "SELECT s.id, s.username, s.last_used, a.role_id, a.enabled, a.locked, "
+            f"COALESCE((SELECT CAST(value AS INTEGER) FROM meta WHERE key='session_timeout'), "
+            f"{DEFAULT_SESSION_TIMEOUT}) AS timeout "
+            "FROM sessions s JOIN accounts a ON a.username = s.username WHERE s.token_hash=?",
+            (token_digest(token),)).fetchone()
         if row is None:
             return None
-        if row["last_used"] < now - self.session_timeout():
+        if row["last_used"] < now - row["timeout"]:
             self.conn().execute("DELETE FROM sessions WHERE id=?", (row["id"],))
             return None
         if now - row["last_used"] > 5:
@@ -252,9 +261,14 @@ class Store:
         return dict(row) if row else None
 
 
+@functools.lru_cache(maxsize=64)
+def _info(raw: str) -> dict:
+    return json.loads(raw)
+
+
 def _unit(row: sqlite3.Row) -> dict:
     d = dict(row)
-    d["info"] = json.loads(d["info"])
+    d["info"] = _info(d["info"])  # static facts: parsed once per distinct value (read-only)
     d["present"] = bool(d["present"])
     return d
 

@@ -42,12 +42,56 @@ class RedfishView(MethodView):
         return result
 
 
+SECURITY_HEADERS = (
+    ("OData-Version", "4.0"),
+    ("Strict-Transport-Security", "max-age=31536000"),
+    ("X-Content-Type-Options", "nosniff"),
+    ("X-Frame-Options", "DENY"),
+    ("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'"),
+    ("Referrer-Policy", "no-referrer"),
+    ("Cache-Control", "no-store"),
+)
+
+
+def common_headers() -> list[tuple[str, str]]:
+    """Allow, for the matched route (SECURITY_HEADERS are added by ``add_headers``)."""
+    rule = request.url_rule
+    return [("Allow", _allow(rule.methods))] if rule is not None else []
+
+
+def add_headers(wsgi_app):
+    """WSGI middleware: the headers every response carries, added as raw tuples."""
+    def app(environ, start_response):
+        def start(status, headers, exc_info=None):
+            headers.extend(SECURITY_HEADERS)
+            return start_response(status, headers, exc_info)
+        return wsgi_app(environ, start)
+    return app
+
+
+_ALLOW_CACHE: dict[frozenset, str] = {}
+
+
+def _allow(methods) -> str:
+    key = frozenset(methods)
+    if key not in _ALLOW_CACHE:
+        _ALLOW_CACHE[key] = ", ".join(sorted(key - {"OPTIONS"}))
+    return _ALLOW_CACHE[key]
+
+
 def dumps(doc) -> bytes:
     return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def json_response(doc: dict, status: int = 200, headers: dict | None = None) -> Response:
-    return Response(dumps(doc), status=status, headers=headers or {}, content_type=JSON_TYPE)
+def json_response(doc: dict | bytes, status: int = 200, headers: dict | None = None) -> Response:
+    hdrs = common_headers()
+    if headers:
+        allow = headers.get("Allow")
+        if allow is not None:  # a 405 names the methods of the URI, not of a matched rule
+            hdrs = [h for h in hdrs if h[0] != "Allow"]
+        hdrs.extend(headers.items())
+    body = doc if isinstance(doc, bytes) else dumps(doc)
+    return Response(body, status=status, headers=hdrs, content_type=JSON_TYPE)
 
 
 def fetch_internal(uri: str) -> dict | None:
@@ -76,9 +120,16 @@ def fetch_internal(uri: str) -> dict | None:
 
 def with_etag(doc: dict) -> dict:
     doc = {k: v for k, v in doc.items() if k != "@odata.etag"}
-    tag = odata.etag(doc)
-    doc["@odata.etag"] = tag
+    doc["@odata.etag"] = odata.etag(dumps(doc))
     return doc
+
+
+def _body_with_etag(doc: dict) -> tuple[bytes, str]:
+    """Serialise once: the ETag is the hash of the body without it, spliced in at the end.
+    Same value as ``with_etag`` (same serialisation of the same dict)."""
+    raw = dumps(doc)
+    tag = odata.etag(raw)
+    return raw[:-1] + b',"@odata.etag":' + dumps(tag) + b"}", tag
 
 
 def describedby(doc: dict) -> str | None:
@@ -94,6 +145,10 @@ def describedby(doc: dict) -> str | None:
 def render(doc: dict, status: int = 200, extra_headers: dict | None = None) -> Response:
     """A GET (or PATCH/POST result) document as a Redfish response."""
     q: odata.Query = g.get("query") or odata.Query()
+    doc = {k: v for k, v in doc.items() if k != "@odata.etag"}
+    if q.empty and request.headers.get("If-None-Match") is None:
+        body, tag = _body_with_etag(doc)  # the common case, kept cheap
+        return json_response(body, status, _headers(doc, tag, extra_headers))
     doc = with_etag(doc)
     tag = doc["@odata.etag"]
     if request.method in ("GET", "HEAD") and status == 200:
@@ -115,12 +170,16 @@ def render(doc: dict, status: int = 200, extra_headers: dict | None = None) -> R
             doc = odata.Expander(fetch_internal).expand(doc, q.expand, q.levels)
         if q.select:
             doc = odata.select(doc, q.select)
+    return json_response(doc, status, _headers(doc, tag, extra_headers))
+
+
+def _headers(doc: dict, tag: str, extra: dict | None) -> dict:
     headers = {"ETag": tag}
     link = describedby(doc)
     if link:
         headers["Link"] = f"<{link}>; rel=describedby"
-    headers.update(extra_headers or {})
-    return json_response(doc, status, headers)
+    headers.update(extra or {})
+    return headers
 
 
 # -- request bodies -------------------------------------------------------------------

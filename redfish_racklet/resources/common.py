@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 
 from flask import current_app, g
@@ -62,7 +63,12 @@ def not_found(kind: str, name: str) -> RedfishError:
 
 def unit_uuid(unit_id: str) -> str:
     """A stable UUID per unit, derived from the service's own UUID."""
-    return str(uuid.uuid5(uuid.UUID(store().service_uuid()), unit_id))
+    return _unit_uuid(store().service_uuid(), unit_id)
+
+
+@functools.lru_cache(maxsize=64)
+def _unit_uuid(service_uuid: str, unit_id: str) -> str:
+    return str(uuid.uuid5(uuid.UUID(service_uuid), unit_id))
 
 
 def unit_status(unit: dict) -> dict:
