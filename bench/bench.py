@@ -130,42 +130,46 @@ def share(before: dict, after: dict) -> list[float]:
     return sorted((round(100 * u / total) for u in used.values()), reverse=True)
 
 
-def throughput(tmp: Path, seconds: int, workers: int) -> dict:
+def throughput(tmp: Path, seconds: int, workers: int, rounds: int) -> dict:
+    """Both servers up at once; wrk runs alternate between them, ``rounds`` times each."""
     state = init_state(tmp / "tp")
-    port = free_port()
-    proc = subprocess.Popen(cli("serve", "--state-dir", str(state), "--port", str(port),
-                                "--workers", str(workers)), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    port, port2 = free_port(), free_port()
+    ours_proc = subprocess.Popen(cli("serve", "--state-dir", str(state), "--port", str(port),
+                                     "--workers", str(workers)), stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL)
     base = f"https://127.0.0.1:{port}"
     ca = str(state / "ca.pem")
+    procs = [ours_proc]
     try:
         wait_200(base + "/redfish/v1", ca, time.monotonic() + 30)
         r = requests.post(base + "/redfish/v1/SessionService/Sessions", verify=ca,
                           json={"UserName": "admin", "Password": PASSWORD})
         token = r.headers["X-Auth-Token"]
         body = requests.get(base + URI, verify=ca, headers={"X-Auth-Token": token}).content
-        wrk(base + URI, {"X-Auth-Token": token}, 2)  # warm-up
-        before = worker_cpu(proc.pid)  # serve runs the gunicorn arbiter itself
-        ours = wrk(base + URI, {"X-Auth-Token": token}, seconds)
-        ours["cpu_share_pct"] = share(before, worker_cpu(proc.pid))
+        # The minimal app: the same JSON bytes, same gunicorn options and certificate.
+        (tmp / "body.json").write_bytes(body)
+        env = dict(os.environ, BENCH_BODY=str(tmp / "body.json"), BENCH_STATE=str(state),
+                   BENCH_PORT=str(port2), BENCH_WORKERS=str(workers))
+        procs.append(subprocess.Popen([sys.executable, str(HERE / "minimal_app.py")], env=env,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        minimal_url = f"https://127.0.0.1:{port2}{URI}"
+        wait_200(minimal_url, ca, time.monotonic() + 30)
+        targets = {"racklet": (base + URI, {"X-Auth-Token": token}, ours_proc.pid),
+                   "minimal": (minimal_url, {"X-Auth-Token": token}, procs[1].pid)}
+        for url, hdrs, _ in targets.values():
+            wrk(url, hdrs, 2)  # warm-up
+        runs: dict[str, list] = {"racklet": [], "minimal": []}
+        for _ in range(rounds):
+            for name, (url, hdrs, pid) in targets.items():
+                before = worker_cpu(pid)
+                res = wrk(url, hdrs, seconds)
+                res["cpu_share_pct"] = share(before, worker_cpu(pid))
+                runs[name].append(res)
     finally:
-        stop(proc)
-    # The minimal app: the same JSON bytes, same gunicorn options and certificate.
-    (tmp / "body.json").write_bytes(body)
-    port2 = free_port()
-    env = dict(os.environ, BENCH_BODY=str(tmp / "body.json"), BENCH_STATE=str(state),
-               BENCH_PORT=str(port2), BENCH_WORKERS=str(workers))
-    proc = subprocess.Popen([sys.executable, str(HERE / "minimal_app.py")], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_200(f"https://127.0.0.1:{port2}{URI}", ca, time.monotonic() + 30)
-        wrk(f"https://127.0.0.1:{port2}{URI}", {"X-Auth-Token": "x"}, 2)
-        before = worker_cpu(proc.pid)
-        minimal = wrk(f"https://127.0.0.1:{port2}{URI}", {"X-Auth-Token": "x"}, seconds)
-        minimal["cpu_share_pct"] = share(before, worker_cpu(proc.pid))
-    finally:
-        stop(proc)
-    return {"racklet": ours, "minimal": minimal, "ratio": ours["rps"] / minimal["rps"]}
+        for p in procs:
+            stop(p)
+    ratios = [o["rps"] / m["rps"] for o, m in zip(runs["racklet"], runs["minimal"])]
+    return {"runs": runs, "ratios": ratios, "ratio": statistics.median(ratios)}
 
 
 def reset_latency(tmp: Path, rounds: int) -> dict:
@@ -205,6 +209,7 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=int, default=15)
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=3, help="alternating wrk runs per server")
     ap.add_argument("--cold-runs", type=int, default=5)
     ap.add_argument("--reset-rounds", type=int, default=300)
     ap.add_argument("--out", default=str(HERE / "out"))
@@ -212,23 +217,26 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as t:
         tmp = Path(t)
         cold = cold_start(tmp, a.cold_runs)
-        tp = throughput(tmp, a.seconds, a.workers)
+        tp = throughput(tmp, a.seconds, a.workers, a.rounds)
         rl = reset_latency(tmp, a.reset_rounds)
     os.makedirs(a.out, exist_ok=True)
     Path(a.out, "results.json").write_text(json.dumps({"cold": cold, "throughput": tp, "reset": rl},
                                                       indent=1))
     cpu = os.cpu_count()
     print(f"## {time.strftime('%Y-%m-%d')} — {platform.machine()}, {cpu} CPUs, Python {platform.python_version()}")
-    print(f"\nCommand: `.venv/bin/python bench/bench.py --seconds {a.seconds} --workers {a.workers}`\n")
+    print(f"\nCommand: `.venv/bin/python bench/bench.py --seconds {a.seconds} --workers {a.workers} "
+          f"--rounds {a.rounds}`\n")
     print("| measure | value |\n|---|---|")
     for kind, vals in cold.items():
         print(f"| cold start, {kind} state dir (serve → first 200), median / max of {len(vals)} | "
               f"{statistics.median(vals):.2f} s / {max(vals):.2f} s |")
     for name in ("racklet", "minimal"):
-        d = tp[name]
-        print(f"| GET {URI}, {name}: req/s, p50, p99, worker CPU share % | {d['rps']:.0f}, {d['p50']}, "
-              f"{d['p99']}, {d['cpu_share_pct']} (non-2xx {d['non2xx']}, socket errors {d['socket_errors']}) |")
-    print(f"| ratio racklet / minimal Flask | {tp['ratio']:.2f} |")
+        for i, d in enumerate(tp["runs"][name], 1):
+            print(f"| GET {URI}, {name} run {i}: req/s, p50, p99, worker CPU share % | {d['rps']:.0f}, "
+                  f"{d['p50']}, {d['p99']}, {d['cpu_share_pct']} (non-2xx {d['non2xx']}, "
+                  f"socket errors {d['socket_errors']}) |")
+    print(f"| ratio racklet / minimal, per round | {', '.join(f'{r:.2f}' for r in tp['ratios'])} |")
+    print(f"| **ratio racklet / minimal Flask (median)** | **{tp['ratio']:.2f}** |")
     print(f"| Reset → PowerState seen changed: p50 / p99 / max ({rl['rounds']} rounds, {rl['misses']} misses) | "
           f"{rl['p50_ms']:.1f} ms / {rl['p99_ms']:.1f} ms / {rl['max_ms']:.1f} ms |")
     return 0

@@ -67,6 +67,7 @@ def store() -> Store:
 
 
 _UNDECLARED = object()
+_NO_QUERY = odata.Query()
 
 
 def _privileges_for(rule, method: str):
@@ -102,23 +103,28 @@ def authenticate() -> Principal | None:
 
 def _before():
     req = request._get_current_object()  # one context lookup, not one per attribute
-    if req.url_rule is None:
+    rule = req.url_rule
+    if rule is None:
         return None  # routing error: the error handler answers
+    ctx = g._get_current_object()
     headers = req.headers
     version = headers.get("OData-Version")
     if version is not None and version.strip() != "4.0":
         raise RedfishError.of(412, "HeaderInvalid", f"OData-Version: {version}")
     method = req.method
-    g.query = odata.parse(req.args) if method in ("GET", "HEAD") and req.args else odata.Query()
-    needed = _privileges_for(req.url_rule, method)
+    if req.environ.get("QUERY_STRING") and method in ("GET", "HEAD"):
+        ctx.query = odata.parse(req.args)
+    else:
+        ctx.query = _NO_QUERY
+    needed = _privileges_for(rule, method)
     has_credentials = "X-Auth-Token" in headers or "Authorization" in headers
-    g.principal = authenticate() if (needed is not None or has_credentials) else None
+    ctx.principal = authenticate() if (needed is not None or has_credentials) else None
     if needed is None:
         return None  # public resource; credentials, if valid, only widen $expand
-    if g.principal is None:
+    if ctx.principal is None:
         raise RedfishError.of(401, "NoValidSession",
                               headers={"WWW-Authenticate": 'Basic realm="Redfish", charset="UTF-8"'})
-    if not g.principal.satisfies(needed):
+    if not ctx.principal.satisfies(needed):
         raise RedfishError.of(403, "InsufficientPrivilege")
     return None
 

@@ -36,7 +36,7 @@ _EXPAND = re.compile(r"^([*.~])(?:\(\$levels=(\d+)\))?$")
 _ANNOTATION_KEEP = ("@odata.id", "@odata.type", "@odata.etag", "@odata.context")
 
 
-@dataclass
+@dataclass(frozen=True)
 class Query:
     select: list[list[str]] | None = None
     expand: str | None = None  # '*', '.' or '~'
@@ -53,7 +53,7 @@ class Query:
 
 def parse(args) -> Query:
     """Parse a request's query arguments (a MultiDict) into a Query or raise RedfishError."""
-    q = Query()
+    q: dict = {}
     for key in args.keys():
         if key.startswith("$") and key not in _KNOWN:
             raise RedfishError.of(501, "QueryParameterUnsupported", key)
@@ -62,23 +62,23 @@ def parse(args) -> Query:
     if "only" in args:
         if args.get("only") != "":
             raise RedfishError.of(400, "QueryParameterValueFormatError", args.get("only"), "only")
-        q.only = True
+        q["only"] = True
     if "$select" in args:
         raw = args.get("$select")
         props = [p.strip() for p in raw.split(",")]
         if not raw or any(not p or not re.fullmatch(r"[A-Za-z@#][\w@#.]*(/[A-Za-z@#][\w@#.]*)*", p)
                           for p in props):
             raise RedfishError.of(400, "QueryParameterValueFormatError", raw, "$select")
-        q.select = [p.split("/") for p in props]
+        q["select"] = [p.split("/") for p in props]
     if "$expand" in args:
         raw = args.get("$expand")
         m = _EXPAND.match(raw)
         if not m:
             raise RedfishError.of(400, "QueryParameterValueFormatError", raw, "$expand")
-        q.expand = m.group(1)
+        q["expand"] = m.group(1)
         if m.group(2) is not None:
-            q.levels = int(m.group(2))
-            if not 1 <= q.levels <= MAX_LEVELS:
+            q["levels"] = int(m.group(2))
+            if not 1 <= q["levels"] <= MAX_LEVELS:
                 raise RedfishError.of(400, "QueryParameterOutOfRange", m.group(2), "$levels",
                                       f"1-{MAX_LEVELS}")
     for key in ("$top", "$skip"):
@@ -89,8 +89,8 @@ def parse(args) -> Query:
             val = int(raw)
             if val > MAX_TOP:
                 raise RedfishError.of(400, "QueryParameterOutOfRange", raw, key, f"0-{MAX_TOP}")
-            setattr(q, key[1:], val)
-    return q
+            q[key[1:]] = val
+    return Query(**q)
 
 
 def is_collection(doc: dict) -> bool:

@@ -128,8 +128,8 @@ def _body_with_etag(doc: dict) -> tuple[bytes, str]:
     """Serialise once: the ETag is the hash of the body without it, spliced in at the end.
     Same value as ``with_etag`` (same serialisation of the same dict)."""
     raw = dumps(doc)
-    tag = odata.etag(raw)
-    return raw[:-1] + b',"@odata.etag":' + dumps(tag) + b"}", tag
+    tag = odata.etag(raw)  # '"<hex>"': JSON-escaped by hand, it holds no other characters
+    return raw[:-1] + b',"@odata.etag":"\\' + tag[:-1].encode() + b'\\""}', tag
 
 
 def describedby(doc: dict) -> str | None:

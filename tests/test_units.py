@@ -111,6 +111,7 @@ def test_sessions_expire_by_idle_time(tmp_path):
     from redfish_racklet.store import Store
     st = Store(str(tmp_path / "s.db"))
     st.create()
+    st.add_account("admin", "x", "Administrator")
     sess, token = st.create_session("admin", "127.0.0.1", now=100.0)
     timeout = st.session_timeout()
     assert st.session_by_token(token, now=100.0 + timeout - 1)["id"] == sess["id"]
