@@ -172,6 +172,31 @@ def throughput(tmp: Path, seconds: int, workers: int, rounds: int) -> dict:
     return {"runs": runs, "ratios": ratios, "ratio": statistics.median(ratios)}
 
 
+def header_cost(tmp: Path, seconds: int, rounds: int) -> dict:
+    """The minimal app twice: with one header, and with the service's full header set."""
+    state = init_state(tmp / "hc")
+    (tmp / "hc-body.json").write_bytes(b'{"x":"' + b"a" * 900 + b'"}')
+    ports, procs = [free_port(), free_port()], []
+    try:
+        for port, extra in zip(ports, ("0", "1")):
+            env = dict(os.environ, BENCH_BODY=str(tmp / "hc-body.json"), BENCH_STATE=str(state),
+                       BENCH_PORT=str(port), BENCH_WORKERS="2", BENCH_EXTRA_HEADERS=extra)
+            procs.append(subprocess.Popen([sys.executable, str(HERE / "minimal_app.py")], env=env,
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        urls = [f"https://127.0.0.1:{p}{URI}" for p in ports]
+        for u in urls:
+            wait_200(u, str(state / "ca.pem"), time.monotonic() + 30)
+        rps: list[list[float]] = [[], []]
+        for _ in range(rounds):
+            for i, u in enumerate(urls):
+                rps[i].append(wrk(u, {}, seconds)["rps"])
+    finally:
+        for p in procs:
+            stop(p)
+    return {"plain": rps[0], "full_headers": rps[1],
+            "ratio": statistics.median(b / a for a, b in zip(*rps))}
+
+
 def reset_latency(tmp: Path, rounds: int) -> dict:
     """POST Reset, then GET: time until the GET shows the new PowerState."""
     state = init_state(tmp / "rl")
@@ -213,19 +238,22 @@ def main() -> int:
     ap.add_argument("--cold-runs", type=int, default=5)
     ap.add_argument("--reset-rounds", type=int, default=300)
     ap.add_argument("--out", default=str(HERE / "out"))
+    ap.add_argument("--header-cost", action="store_true",
+                    help="also measure what the service's response headers cost the minimal app")
     a = ap.parse_args()
     with tempfile.TemporaryDirectory() as t:
         tmp = Path(t)
         cold = cold_start(tmp, a.cold_runs)
         tp = throughput(tmp, a.seconds, a.workers, a.rounds)
         rl = reset_latency(tmp, a.reset_rounds)
+        hc = header_cost(tmp, a.seconds, a.rounds) if a.header_cost else None
     os.makedirs(a.out, exist_ok=True)
-    Path(a.out, "results.json").write_text(json.dumps({"cold": cold, "throughput": tp, "reset": rl},
+    Path(a.out, "results.json").write_text(json.dumps({"cold": cold, "throughput": tp, "reset": rl, "header_cost": hc},
                                                       indent=1))
     cpu = os.cpu_count()
     print(f"## {time.strftime('%Y-%m-%d')} — {platform.machine()}, {cpu} CPUs, Python {platform.python_version()}")
     print(f"\nCommand: `.venv/bin/python bench/bench.py --seconds {a.seconds} --workers {a.workers} "
-          f"--rounds {a.rounds}`\n")
+          f"--rounds {a.rounds}{' --header-cost' if a.header_cost else ''}`\n")
     print("| measure | value |\n|---|---|")
     for kind, vals in cold.items():
         print(f"| cold start, {kind} state dir (serve → first 200), median / max of {len(vals)} | "
@@ -239,6 +267,9 @@ def main() -> int:
     print(f"| **ratio racklet / minimal Flask (median)** | **{tp['ratio']:.2f}** |")
     print(f"| Reset → PowerState seen changed: p50 / p99 / max ({rl['rounds']} rounds, {rl['misses']} misses) | "
           f"{rl['p50_ms']:.1f} ms / {rl['p99_ms']:.1f} ms / {rl['max_ms']:.1f} ms |")
+    if hc:
+        print(f"| minimal app with the service's 12 response headers / with 1 (median of {a.rounds}) | "
+              f"{hc['ratio']:.2f} |")
     return 0
 
 

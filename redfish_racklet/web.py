@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 
 from flask import current_app, g, request
@@ -133,7 +134,11 @@ def _body_with_etag(doc: dict) -> tuple[bytes, str]:
 
 
 def describedby(doc: dict) -> str | None:
-    t = doc.get("@odata.type", "")
+    return _describedby(doc.get("@odata.type", ""))
+
+
+@functools.lru_cache(maxsize=256)
+def _describedby(t: str) -> str | None:
     parts = t.lstrip("#").split(".")
     if len(parts) == 3:
         return f"https://redfish.dmtf.org/schemas/v1/{parts[0]}.{parts[1]}.json"
@@ -145,7 +150,8 @@ def describedby(doc: dict) -> str | None:
 def render(doc: dict, status: int = 200, extra_headers: dict | None = None) -> Response:
     """A GET (or PATCH/POST result) document as a Redfish response."""
     q: odata.Query = g.get("query") or odata.Query()
-    doc = {k: v for k, v in doc.items() if k != "@odata.etag"}
+    if "@odata.etag" in doc:
+        doc = {k: v for k, v in doc.items() if k != "@odata.etag"}
     if q.empty and request.headers.get("If-None-Match") is None:
         body, tag = _body_with_etag(doc)  # the common case, kept cheap
         return json_response(body, status, _headers(doc, tag, extra_headers))
@@ -173,11 +179,17 @@ def render(doc: dict, status: int = 200, extra_headers: dict | None = None) -> R
     return json_response(doc, status, _headers(doc, tag, extra_headers))
 
 
+@functools.lru_cache(maxsize=256)
+def _link_header(odata_type: str) -> str | None:
+    link = _describedby(odata_type)
+    return f"<{link}>; rel=describedby" if link else None
+
+
 def _headers(doc: dict, tag: str, extra: dict | None) -> dict:
     headers = {"ETag": tag}
-    link = describedby(doc)
+    link = _link_header(doc.get("@odata.type", ""))
     if link:
-        headers["Link"] = f"<{link}>; rel=describedby"
+        headers["Link"] = link
     headers.update(extra or {})
     return headers
 
