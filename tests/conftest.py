@@ -26,7 +26,7 @@ units:
   - {id: Unit1, slot: 1, model: Raspberry Pi 4 Model B, manufacturer: Raspberry Pi Ltd, sim: {boot_seconds: 0.3, shutdown_seconds: 1.0}}
   - {id: Unit2, slot: 2, model: Raspberry Pi 4 Model B, manufacturer: Raspberry Pi Ltd, sim: {boot_seconds: 0.3, shutdown_seconds: 1.0}}
   - {id: Unit3, slot: 3, model: Raspberry Pi 4 Model B, manufacturer: Raspberry Pi Ltd, sim: {boot_seconds: 0.3, shutdown_seconds: 1.0}}
-  - {id: Unit4, slot: 4, model: Raspberry Pi 4 Model B, manufacturer: Raspberry Pi Ltd, sim: {boot_seconds: 0.3, shutdown_seconds: 1.0}}
+  - {id: Unit4, slot: 4, model: Raspberry Pi 4 Model B, manufacturer: Raspberry Pi Ltd, sim: {boot_seconds: 0.3, shutdown_seconds: 3.0}}
   - {id: Unit5, slot: 5, sim: {present: false}}
 """
 
@@ -113,7 +113,20 @@ def start_server(tmp: Path, manifest_text: str | None = TEST_MANIFEST, workers: 
         proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
     server = Server(state, port, proc, log, password)
     wait_until_up(server)
+    wait_until_settled(server)
     return server
+
+
+def wait_until_settled(server: Server) -> None:
+    """Wait (bounded) until no unit is still powering on or off after the start."""
+    c = server.client()
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        systems = c.get(server.url + "/redfish/v1/Systems?$expand=.").json()["Members"]
+        if all(s["PowerState"] in ("On", "Off") for s in systems):
+            return
+        time.sleep(0.05)
+    raise AssertionError("the rack did not settle after start")
 
 
 def wait_until_up(server: Server) -> None:
