@@ -113,7 +113,7 @@ def gunicorn_options(state_dir: str, bind: str, port: int, workers: int) -> dict
         "bind": f"{host}:{port}",
         "workers": workers,
         "worker_class": "gthread",
-        "threads": 8,
+        "threads": 4,
         "reuse_port": True,
         "keepalive": 15,
         "timeout": 60,
