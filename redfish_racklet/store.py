@@ -95,6 +95,29 @@ class Store:
             c.close()
             self._local.conn = None
 
+    # -- read cache --------------------------------------------------------------
+    def generation(self) -> tuple[int, int]:
+        """Changes whenever the database may have changed: by another connection
+        (``PRAGMA data_version``, any process) or by this one (``total_changes``)."""
+        c = self.conn()
+        return c.execute("PRAGMA data_version").fetchone()[0], c.total_changes
+
+    def cached(self, key, load):
+        """``load()``, or its result from an earlier call in the same generation.
+
+        Exact, not approximate: an entry lives only while nothing was written to the
+        database since it was read. Results are shared: callers must not mutate them.
+        """
+        gen = self.generation()
+        local = self._local
+        if getattr(local, "gen", None) != gen:
+            local.gen, local.cache = gen, {}
+        try:
+            return local.cache[key]
+        except KeyError:
+            value = local.cache[key] = load()
+            return value
+
     def create(self) -> None:
         """Create the schema (idempotent) and the service's identity."""
         c = self.conn()
@@ -167,12 +190,13 @@ class Store:
     def session_by_token(self, token: str, now: float) -> dict | None:
         """The live session for a token, with its account's role and state, in one query
         (this runs on every request). Refreshes the idle timer at most once per 5 s."""
-        row = self.conn().execute(
+        digest = token_digest(token)
+        row = self.cached(("token", digest), lambda: self.conn().execute(
             "SELECT s.id, s.username, s.last_used, a.role_id, a.enabled, a.locked, "
             f"COALESCE((SELECT CAST(value AS INTEGER) FROM meta WHERE key='session_timeout'), "
             f"{DEFAULT_SESSION_TIMEOUT}) AS timeout "
             "FROM sessions s JOIN accounts a ON a.username = s.username WHERE s.token_hash=?",
-            (token_digest(token),)).fetchone()
+            (digest,)).fetchone())
         if row is None:
             return None
         if row["last_used"] < now - row["timeout"]:
@@ -219,8 +243,10 @@ class Store:
         self.conn().execute("UPDATE units SET asset_tag=? WHERE id=?", (tag, unit_id))
 
     def unit(self, unit_id: str) -> dict | None:
-        row = self.conn().execute("SELECT * FROM units WHERE id=?", (unit_id,)).fetchone()
-        return _unit(row) if row else None
+        def load():
+            row = self.conn().execute("SELECT * FROM units WHERE id=?", (unit_id,)).fetchone()
+            return _unit(row) if row else None
+        return self.cached(("unit", unit_id), load)
 
     def units(self) -> list[dict]:
         return [_unit(r) for r in self.conn().execute("SELECT * FROM units ORDER BY slot")]

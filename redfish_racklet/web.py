@@ -32,15 +32,40 @@ CONFIGURE_USERS = [["ConfigureUsers"]]
 
 
 class RedfishView(MethodView):
-    """Base of every route. Subclasses declare ``privileges = {METHOD: [[...]]}``."""
+    """Base of every route. Subclasses declare ``privileges = {METHOD: [[...]]}``.
+
+    ``cacheable = True`` declares that the view's GET is a function of the store and
+    the caller only (no clock, no randomness): its rendered response is then reused
+    until the next write to the store (see ``Store.cached``), which is exact.
+    """
 
     privileges: dict[str, list[list[str]] | None] = {}
+    cacheable = False
 
     def dispatch_request(self, **kwargs):
+        req = request._get_current_object()
+        if self.cacheable and req.method in ("GET", "HEAD") and _plain_get(req):
+            principal = g.get("principal")
+            key = ("GET", req.path, principal.username if principal else None)
+            body, headers = current_app.extensions["racklet_store"].cached(
+                key, lambda: _rendered(super(RedfishView, self).dispatch_request(**kwargs)))
+            return json_response(body, 200, headers)
         result = super().dispatch_request(**kwargs)
         if isinstance(result, dict):
             return render(result)
         return result
+
+
+def _plain_get(req) -> bool:
+    return not req.environ.get("QUERY_STRING") and "If-None-Match" not in req.headers
+
+
+def _rendered(doc: dict) -> tuple[bytes, dict]:
+    """Body and resource headers of a GET without query options (the common case)."""
+    if "@odata.etag" in doc:
+        doc = {k: v for k, v in doc.items() if k != "@odata.etag"}
+    body, tag = _body_with_etag(doc)
+    return body, _headers(doc, tag, None)
 
 
 SECURITY_HEADERS = (
@@ -150,11 +175,11 @@ def _describedby(t: str) -> str | None:
 def render(doc: dict, status: int = 200, extra_headers: dict | None = None) -> Response:
     """A GET (or PATCH/POST result) document as a Redfish response."""
     q: odata.Query = g.get("query") or odata.Query()
-    if "@odata.etag" in doc:
-        doc = {k: v for k, v in doc.items() if k != "@odata.etag"}
     if q.empty and request.headers.get("If-None-Match") is None:
-        body, tag = _body_with_etag(doc)  # the common case, kept cheap
-        return json_response(body, status, _headers(doc, tag, extra_headers))
+        body, headers = _rendered(doc)  # the common case, kept cheap
+        if extra_headers:
+            headers = dict(headers, **extra_headers)
+        return json_response(body, status, headers)
     doc = with_etag(doc)
     tag = doc["@odata.etag"]
     if request.method in ("GET", "HEAD") and status == 200:

@@ -127,3 +127,22 @@ def test_password_hash_roundtrip():
     assert not auth.verify_password("a-long-password-2", h)
     assert not auth.verify_password("whatever", None)
     assert not auth.verify_password("x", "garbage")
+
+
+def test_store_read_cache_is_exact(tmp_path):
+    """A cached read lives only until the next write, by this or any other connection."""
+    from redfish_racklet.store import Store
+    a = Store(str(tmp_path / "s.db"))
+    a.create()
+    b = Store(str(tmp_path / "s.db"))  # another worker process, as far as SQLite knows
+    a.upsert_unit("Unit1", 1, {"name": "n"}, True, "On", 1.0)
+    assert a.unit("Unit1")["power_state"] == "On"
+    assert a.unit("Unit1") is a.unit("Unit1")  # served from the cache
+    b.set_observed("Unit1", True, "Off", 2.0)  # written elsewhere
+    assert a.unit("Unit1")["power_state"] == "Off"
+    a.set_asset_tag("Unit1", "mine")  # written by the same connection
+    assert a.unit("Unit1")["asset_tag"] == "mine"
+    loads = []
+    a.cached("k", lambda: loads.append(1) or len(loads))
+    a.cached("k", lambda: loads.append(1) or len(loads))
+    assert loads == [1]

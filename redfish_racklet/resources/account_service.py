@@ -21,6 +21,7 @@ ROLE_DESCRIPTIONS = {
 @blp.route("/redfish/v1/AccountService")
 class AccountService(RedfishView):
     privileges = {"GET": LOGIN}
+    cacheable = True
 
     def get(self):
         return {
@@ -41,6 +42,7 @@ class AccountService(RedfishView):
 @blp.route("/redfish/v1/AccountService/Accounts")
 class Accounts(RedfishView):
     privileges = {"GET": LOGIN}
+    cacheable = True
 
     def get(self):
         return collection("ManagerAccountCollection", "Accounts Collection",
@@ -68,6 +70,7 @@ def account_doc(acct: dict) -> dict:
 @blp.route("/redfish/v1/AccountService/Accounts/<account_id>")
 class Account(RedfishView):
     privileges = {"GET": ACCOUNT_READERS}
+    cacheable = True
 
     def get(self, account_id):
         acct = store().account(account_id)
@@ -80,6 +83,7 @@ class Account(RedfishView):
 @blp.route("/redfish/v1/AccountService/Roles")
 class Roles(RedfishView):
     privileges = {"GET": LOGIN}
+    cacheable = True
 
     def get(self):
         return collection("RoleCollection", "Roles Collection", "/redfish/v1/AccountService/Roles",
@@ -89,6 +93,7 @@ class Roles(RedfishView):
 @blp.route("/redfish/v1/AccountService/Roles/<role_id>")
 class Role(RedfishView):
     privileges = {"GET": LOGIN}
+    cacheable = True
 
     def get(self, role_id):
         if role_id not in ROLES:

@@ -60,6 +60,7 @@ def tray_doc(unit: dict) -> dict:
 @blp.route("/redfish/v1/Chassis")
 class ChassisCollection(RedfishView):
     privileges = {"GET": LOGIN}
+    cacheable = True
 
     def get(self):
         ids = [RACK_ID] + [u["id"] for u in store().units()]
@@ -70,6 +71,7 @@ class ChassisCollection(RedfishView):
 @blp.route("/redfish/v1/Chassis/<chassis_id>")
 class Chassis(RedfishView):
     privileges = {"GET": LOGIN}
+    cacheable = True
 
     def get(self, chassis_id):
         if chassis_id == RACK_ID:

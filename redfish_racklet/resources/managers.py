@@ -18,6 +18,7 @@ RMC_ID = "RMC"
 @blp.route("/redfish/v1/Managers")
 class Managers(RedfishView):
     privileges = {"GET": LOGIN}
+    cacheable = True
 
     def get(self):
         return collection("ManagerCollection", "Manager Collection", "/redfish/v1/Managers",

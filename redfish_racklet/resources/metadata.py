@@ -87,6 +87,7 @@ class SchemaFile(RedfishView):
 @blp.route("/redfish/v1/JsonSchemas")
 class JsonSchemas(RedfishView):
     privileges = {"GET": LOGIN}
+    cacheable = True
 
     def get(self):
         return collection("JsonSchemaFileCollection", "JSON Schema File Collection",
@@ -96,6 +97,7 @@ class JsonSchemas(RedfishView):
 @blp.route("/redfish/v1/JsonSchemas/<schema_id>")
 class JsonSchema(RedfishView):
     privileges = {"GET": LOGIN}
+    cacheable = True
 
     def get(self, schema_id):
         if schema_id != "Racklet":

@@ -24,6 +24,7 @@ class VersionDocument(RedfishView):
 @blp.route("/redfish/v1")
 class ServiceRoot(RedfishView):
     privileges = {"GET": NO_AUTH}
+    cacheable = True
 
     def get(self):
         return {

@@ -44,6 +44,7 @@ def service_doc() -> dict:
 @blp.route("/redfish/v1/SessionService")
 class SessionService(RedfishView):
     privileges = {"GET": LOGIN, "PATCH": CONFIGURE_MANAGER}
+    cacheable = True
 
     def get(self):
         return service_doc()

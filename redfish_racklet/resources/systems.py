@@ -72,6 +72,7 @@ def system_doc(unit: dict) -> dict:
 @blp.route("/redfish/v1/Systems")
 class Systems(RedfishView):
     privileges = {"GET": LOGIN}
+    cacheable = True
 
     def get(self):
         return collection("ComputerSystemCollection", "Computer System Collection", "/redfish/v1/Systems",
@@ -81,6 +82,7 @@ class Systems(RedfishView):
 @blp.route("/redfish/v1/Systems/<system_id>")
 class System(RedfishView):
     privileges = {"GET": LOGIN, "PATCH": CONFIGURE_COMPONENTS}
+    cacheable = True
 
     def get(self, system_id):
         return system_doc(_unit(system_id))
@@ -97,6 +99,7 @@ class System(RedfishView):
 @blp.route("/redfish/v1/Systems/<system_id>/ResetActionInfo")
 class ResetActionInfo(RedfishView):
     privileges = {"GET": LOGIN}
+    cacheable = True
 
     def get(self, system_id):
         _unit(system_id)
