@@ -62,6 +62,7 @@ CREATE TABLE IF NOT EXISTS commands(
 DEFAULT_SESSION_TIMEOUT = 1800
 SESSION_TIMEOUT_RANGE = (30, 86400)
 MAX_SESSIONS = 64
+READ_CACHE_MAX = 1024  # entries per thread and store generation
 
 
 def token_digest(token: str) -> str:
@@ -115,6 +116,8 @@ class Store:
         try:
             return local.cache[key]
         except KeyError:
+            if len(local.cache) >= READ_CACHE_MAX:  # e.g. a flood of unknown tokens
+                local.cache = {}
             value = local.cache[key] = load()
             return value
 

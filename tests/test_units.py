@@ -146,3 +146,13 @@ def test_store_read_cache_is_exact(tmp_path):
     a.cached("k", lambda: loads.append(1) or len(loads))
     a.cached("k", lambda: loads.append(1) or len(loads))
     assert loads == [1]
+
+
+def test_store_read_cache_is_bounded(tmp_path):
+    from redfish_racklet.store import READ_CACHE_MAX, Store
+    st = Store(str(tmp_path / "s.db"))
+    st.create()
+    st.add_account("admin", "x", "Administrator")
+    for i in range(READ_CACHE_MAX * 3):  # unknown tokens, as an attacker would send
+        assert st.session_by_token(f"bogus-{i}", now=1.0) is None
+    assert len(st._local.cache) <= READ_CACHE_MAX
