@@ -93,6 +93,21 @@ class Server:
         return self.proc.returncode
 
 
+def restart(server: Server) -> Server:
+    """Stop ``server`` and serve its state dir again (same manifest, one worker)."""
+    server.stop()
+    args = cli() + ["serve", "--state-dir", str(server.state_dir), "--port", str(port := free_port()),
+                    "--workers", "1"]
+    manifest = server.state_dir.parent / "manifest.yaml"
+    if manifest.exists():
+        args += ["--manifest", str(manifest)]
+    with server.log.open("a") as out:
+        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
+    again = Server(server.state_dir, port, proc, server.log, server.password)
+    wait_until_up(again)
+    return again
+
+
 def start_server(tmp: Path, manifest_text: str | None = TEST_MANIFEST, workers: int = 2,
                  password: str = ADMIN_PASSWORD) -> Server:
     state = tmp / "state"

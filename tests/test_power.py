@@ -114,20 +114,13 @@ def test_operator_may_reset_readonly_may_not(fresh_server):
 
 
 def test_desired_state_survives_restart(fresh_server):
+    from .conftest import restart
     srv = fresh_server(workers=1)
-    wait_for_state(srv, "Unit2", "On")
+    wait_for_state(srv, "Unit1", "On")
     assert reset(srv, "Unit2", "ForceOff").status_code == 200
-    srv.stop()
-    from .conftest import Server, cli, free_port, wait_until_up
-    import subprocess
-    port = free_port()
-    proc = subprocess.Popen(cli() + ["serve", "--state-dir", str(srv.state_dir), "--port", str(port),
-                                     "--workers", "1", "--manifest", str(srv.state_dir.parent / "manifest.yaml")],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    again = Server(srv.state_dir, port, proc, srv.log)
+    again = restart(srv)
     try:
-        wait_until_up(again)
-        wait_for_state(again, "Unit1", "On")
+        wait_for_state(again, "Unit1", "On")  # the agent restored the others
         assert again.get("/redfish/v1/Systems/Unit2").json()["PowerState"] == "Off"
     finally:
         again.stop()

@@ -59,17 +59,11 @@ def test_service_root_contents(server):
 
 
 def test_service_uuid_stable_across_restart(fresh_server):
+    from .conftest import restart
     srv = fresh_server(workers=1)
     before = srv.anonymous().get(srv.url + "/redfish/v1").json()["UUID"]
-    srv.stop()
-    from .conftest import Server, wait_until_up, cli, free_port
-    import subprocess
-    port = free_port()
-    proc = subprocess.Popen(cli() + ["serve", "--state-dir", str(srv.state_dir), "--port", str(port),
-                                     "--workers", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    again = Server(srv.state_dir, port, proc, srv.log)
+    again = restart(srv)
     try:
-        wait_until_up(again)
         assert again.anonymous().get(again.url + "/redfish/v1").json()["UUID"] == before
     finally:
         again.stop()
