@@ -11,8 +11,8 @@ from redfish_racklet.server import gunicorn_options
 BODY = open(os.environ["BENCH_BODY"], "rb").read()
 HEADERS = {"OData-Version": "4.0"}
 if os.environ.get("BENCH_EXTRA_HEADERS") == "1":  # experiment: the header set of the service
-    from redfish_racklet.web import SECURITY_HEADERS
-    HEADERS = dict(SECURITY_HEADERS, Allow="GET, HEAD, PATCH", ETag='"0123456789abcdef01234567"',
+    from redfish_racklet.web import EVERY_RESPONSE
+    HEADERS = dict(EVERY_RESPONSE, Allow="GET, HEAD, PATCH", ETag='"0123456789abcdef01234567"',
                    Link="<https://redfish.dmtf.org/schemas/v1/ComputerSystem.v1_27_0.json>; rel=describedby")
 
 

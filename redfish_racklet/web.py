@@ -3,7 +3,7 @@
 - ``RedfishView``: a MethodView whose GET returns a plain dict; the dict is turned
   into a Redfish response here (query options, ETag, headers), and ``$expand`` can
   call any view's GET internally the same way.
-- ``json_body`` / ``apply_patch``: the one path for request bodies, so every
+- ``json_body`` / ``check_patch``: the one path for request bodies, so every
   resource refuses bad input with the same Base messages.
 """
 
@@ -28,7 +28,6 @@ NO_AUTH = None  # privilege declaration for the few public routes
 LOGIN = [["Login"]]
 CONFIGURE_COMPONENTS = [["ConfigureComponents"]]
 CONFIGURE_MANAGER = [["ConfigureManager"]]
-CONFIGURE_USERS = [["ConfigureUsers"]]
 
 
 class RedfishView(MethodView):
@@ -68,7 +67,7 @@ def _rendered(doc: dict) -> tuple[bytes, dict]:
     return body, _headers(doc, tag, None)
 
 
-SECURITY_HEADERS = (
+EVERY_RESPONSE = (  # OData's version and the security headers
     ("OData-Version", "4.0"),
     ("Strict-Transport-Security", "max-age=31536000"),
     ("X-Content-Type-Options", "nosniff"),
@@ -80,7 +79,7 @@ SECURITY_HEADERS = (
 
 
 def common_headers() -> list[tuple[str, str]]:
-    """Allow, for the matched route (SECURITY_HEADERS are added by ``add_headers``)."""
+    """Allow, for the matched route (EVERY_RESPONSE are added by ``add_headers``)."""
     rule = request.url_rule
     return [("Allow", _allow(rule.methods))] if rule is not None else []
 
@@ -89,20 +88,19 @@ def add_headers(wsgi_app):
     """WSGI middleware: the headers every response carries, added as raw tuples."""
     def app(environ, start_response):
         def start(status, headers, exc_info=None):
-            headers.extend(SECURITY_HEADERS)
+            headers.extend(EVERY_RESPONSE)
             return start_response(status, headers, exc_info)
         return wsgi_app(environ, start)
     return app
 
 
-_ALLOW_CACHE: dict[frozenset, str] = {}
-
-
 def _allow(methods) -> str:
-    key = frozenset(methods)
-    if key not in _ALLOW_CACHE:
-        _ALLOW_CACHE[key] = ", ".join(sorted(key - {"OPTIONS"}))
-    return _ALLOW_CACHE[key]
+    return _allow_header(frozenset(methods))
+
+
+@functools.lru_cache(maxsize=64)
+def _allow_header(methods: frozenset) -> str:
+    return ", ".join(sorted(methods - {"OPTIONS"}))
 
 
 def dumps(doc) -> bytes:
