@@ -9,6 +9,11 @@ A unit's hardware, as the agent sees it:
 
 ``drivers.sim`` implements all three for the simulated rack; real SMBus/GPIO
 implementations follow the same protocols.
+
+SMBus chips (``smbus.SMBusLike`` is the bus seam): ``ina2xx`` (INA219/226/260 power
+monitors), ``temperature`` (TMP102, LM75), ``at24`` (EEPROMs) and ``hat_eeprom`` (the
+Raspberry Pi HAT ID format on them). ``fake_smbus`` holds register-level fakes of all
+of them, for the simulation and the tests.
 """
 
 from __future__ import annotations
