@@ -35,6 +35,11 @@ class UnitSpec:
         return {"name": self.name, "manufacturer": self.manufacturer, "model": self.model,
                 "serial_number": self.serial_number}
 
+    @property
+    def load(self) -> float:
+        """Simulated CPU load, 0 (idle) to 1 (busy)."""
+        return float(self.sim.get("load", 0.1))
+
 
 @dataclass(frozen=True)
 class Manifest:
@@ -43,6 +48,7 @@ class Manifest:
     driver: str
     seed: int
     tick_seconds: float
+    sample_seconds: float
     units: tuple[UnitSpec, ...]
 
 
@@ -114,4 +120,5 @@ def load(path: str | None = None) -> Manifest:
             seen[u[key]] = i
     rack = data["rack"]
     return Manifest(path=path, name=rack["name"], driver=rack["driver"], seed=rack.get("seed", 0),
-                    tick_seconds=float(rack.get("tick_seconds", 0.1)), units=units)
+                    tick_seconds=float(rack.get("tick_seconds", 0.1)),
+                    sample_seconds=float(rack.get("sample_seconds", 1.0)), units=units)

@@ -48,6 +48,12 @@ CREATE TABLE IF NOT EXISTS units(
     desired_power TEXT NOT NULL DEFAULT 'On',
     asset_tag TEXT NOT NULL DEFAULT '',
     updated REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS readings(
+    unit TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    value REAL,
+    updated REAL NOT NULL,
+    PRIMARY KEY (unit, kind));
 CREATE TABLE IF NOT EXISTS commands(
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     unit TEXT NOT NULL,
@@ -253,6 +259,22 @@ class Store:
 
     def units(self) -> list[dict]:
         return [_unit(r) for r in self.conn().execute("SELECT * FROM units ORDER BY slot")]
+
+    # -- sensor readings (written by the agent, one transaction per sweep) ---------
+    def write_readings(self, sweep: dict[str, dict[str, float | None]], now: float) -> None:
+        with self.tx() as t:
+            t.executemany("INSERT OR REPLACE INTO readings VALUES(?,?,?,?)",
+                          [(uid, kind, value, now) for uid, r in sweep.items() for kind, value in r.items()])
+
+    def readings(self, unit_id: str) -> dict[str, dict]:
+        def load():
+            rows = self.conn().execute("SELECT kind, value, updated FROM readings WHERE unit=?", (unit_id,))
+            return {r["kind"]: {"value": r["value"], "updated": r["updated"]} for r in rows}
+        return self.cached(("readings", unit_id), load)
+
+    def energy_joules(self) -> dict[str, float]:
+        rows = self.conn().execute("SELECT unit, value FROM readings WHERE kind='energy' AND value IS NOT NULL")
+        return {r["unit"]: r["value"] for r in rows}
 
     # -- commands (API -> agent) -------------------------------------------------
     def add_command(self, unit_id: str, action: str, now: float) -> int:

@@ -21,7 +21,7 @@ ADMIN_PASSWORD = "correct-horse-battery-staple"
 START_TIMEOUT = 30.0
 
 TEST_MANIFEST = """\
-rack: {name: Test rack, driver: sim, seed: 7, tick_seconds: 0.05}
+rack: {name: Test rack, driver: sim, seed: 7, tick_seconds: 0.05, sample_seconds: 0.2}
 units:
   - {id: Unit1, slot: 1, model: Raspberry Pi 4 Model B, manufacturer: Raspberry Pi Ltd, sim: {boot_seconds: 0.3, shutdown_seconds: 1.0}}
   - {id: Unit2, slot: 2, model: Raspberry Pi 4 Model B, manufacturer: Raspberry Pi Ltd, sim: {boot_seconds: 0.3, shutdown_seconds: 1.0}}

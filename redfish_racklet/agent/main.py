@@ -18,10 +18,12 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from ..drivers.sim import SimUnit
+from ..drivers.ina2xx import INA2xx
+from ..drivers.sim import SimTray, SimUnit
+from ..drivers.temperature import TMP102
 from ..manifest import Manifest
 from ..store import Store
-from . import SOCKET_NAME, power
+from . import SOCKET_NAME, power, sampling
 
 log = logging.getLogger("racklet.agent")
 
@@ -41,6 +43,8 @@ class Agent:
         self.clock = clock
         self.intents: dict[str, Intent] = {}
         self._written: dict[str, tuple[bool, str]] = {}
+        self.sensors: dict[str, sampling.UnitSensors] = {}
+        self.before_sample: list[Callable[[], None]] = []  # the simulation's conversions
 
     @classmethod
     def simulated(cls, store: Store, manifest: Manifest, clock=time.monotonic) -> "Agent":
@@ -48,7 +52,16 @@ class Agent:
                                boot_seconds=u.sim.get("boot_seconds", 4.0),
                                shutdown_seconds=u.sim.get("shutdown_seconds", 2.0))
                  for u in manifest.units}
-        return cls(store, manifest, units, clock)
+        agent = cls(store, manifest, units, clock)
+        for spec in manifest.units:
+            tray = SimTray(units[spec.id], clock, load=spec.load, seed=manifest.seed * 100 + spec.slot)
+            ina = INA2xx(tray.bus, tray.INA_ADDR, "ina226", r_shunt=tray.SHUNT_OHM, max_current=3.2)
+            tmp = TMP102(tray.bus, tray.TMP_ADDR)
+            ina.init()
+            tmp.init()
+            agent.sensors[spec.id] = sampling.UnitSensors(ina, tmp)
+            agent.before_sample.append(tray.convert)
+        return agent
 
     # -- lifecycle -------------------------------------------------------------
     def start(self) -> None:
@@ -63,8 +76,17 @@ class Agent:
             if self.store.unit(spec.id)["desired_power"] == "On" and hw.present():
                 hw.set(True)
         self.observe()
+        for uid, joules in self.store.energy_joules().items():  # counters never go back
+            if uid in self.sensors:
+                self.sensors[uid].energy.joules = joules
         for cid in self.store.pending_commands():  # left by a previous run
             self.run_command(cid)
+
+    def sample(self) -> None:
+        """Read every unit's sensors and publish the sweep in one store transaction."""
+        for convert in self.before_sample:
+            convert()
+        self.store.write_readings(sampling.sample(self.sensors, self.clock()), time.time())
 
     def observe(self) -> None:
         for uid, hw in self.hw.items():
@@ -130,6 +152,8 @@ class Agent:
 
 def serve(agent: Agent, state_dir: str, stop: list) -> None:
     """Run the agent until ``stop`` becomes non-empty (set by a signal handler)."""
+    agent.start()
+    agent.sample()  # readings exist before anyone can ask
     path = os.path.join(state_dir, SOCKET_NAME)
     if os.path.exists(path):
         os.unlink(path)
@@ -141,11 +165,11 @@ def serve(agent: Agent, state_dir: str, stop: list) -> None:
         os.umask(old)
     lsock.listen(64)
     lsock.setblocking(False)
-    agent.start()
     sel = selectors.DefaultSelector()
     sel.register(lsock, selectors.EVENT_READ)
     period = agent.manifest.tick_seconds
     next_tick = time.monotonic()
+    next_sample = next_tick + agent.manifest.sample_seconds
     try:
         parent = os.getppid()
         while not stop and os.getppid() == parent:  # also stop if serve died
@@ -157,6 +181,10 @@ def serve(agent: Agent, state_dir: str, stop: list) -> None:
                 for cid in agent.store.pending_commands():
                     agent.run_command(cid)
                 next_tick = time.monotonic() + period
+            if time.monotonic() >= next_sample:
+                agent.sample()
+                next_sample += agent.manifest.sample_seconds
+                next_sample = max(next_sample, time.monotonic())
     finally:
         sel.close()
         lsock.close()

@@ -55,3 +55,28 @@ class SimUnit:
             done = now - self._halt_requested_at >= self.shutdown_seconds
             return "halted" if done else "halting"
         return "running" if now - self._rail_since >= self.boot_seconds else "booting"
+
+
+class SimTray:
+    """A simulated tray: the unit above, plus its own SMBus segment with an INA226 power
+    monitor (10 mΩ shunt) at 0x40 and a TMP102 at 0x48, driven by the unit's physics.
+    The agent reads them through the real drivers."""
+
+    INA_ADDR, TMP_ADDR, SHUNT_OHM = 0x40, 0x48, 0.01
+
+    def __init__(self, unit: SimUnit, clock: Callable[[], float], load: float = 0.1, seed: int = 0):
+        from . import sim_physics
+        from .fake_smbus import FakeINA2xx, FakeSMBus, FakeTMP102
+        self.unit, self.clock, self.load = unit, clock, load
+        self.physics = sim_physics
+        self.bus = FakeSMBus()
+        self.ina = self.bus.attach(self.INA_ADDR, FakeINA2xx("ina226", self.SHUNT_OHM))
+        self.tmp = self.bus.attach(self.TMP_ADDR, FakeTMP102(sim_physics.AMBIENT_C))
+        self.thermal = sim_physics.Thermal()
+        self.noise = sim_physics.Noise(seed)
+
+    def convert(self) -> None:
+        """One conversion of both chips, from the unit's state at the clock's time."""
+        watts = self.physics.power_for(self.unit.state(), self.load)
+        celsius = self.thermal.advance(self.clock(), watts)
+        self.physics.feed(self.ina, self.tmp, watts, celsius, self.noise)

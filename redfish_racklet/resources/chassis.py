@@ -45,6 +45,7 @@ def tray_doc(unit: dict) -> dict:
         "SerialNumber": info["serial_number"],
         "PowerState": "Off" if unit["power_state"] == "Off" else "On",
         "Status": unit_status(unit),
+        "Sensors": odata_id("Chassis", uid, "Sensors"),
         "Location": {"PartLocation": {"ServiceLabel": f"Slot {unit['slot']}", "LocationType": "Slot",
                                       "LocationOrdinalValue": unit["slot"]}},
         "Links": {

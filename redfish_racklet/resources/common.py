@@ -25,10 +25,11 @@ VERSIONS = {
     "Session": "v1_8_0",
     "ActionInfo": "v1_5_0",
     "JsonSchemaFile": "v1_1_5",
+    "Sensor": "v1_12_0",
 }
 COLLECTIONS = ("ComputerSystemCollection", "ChassisCollection", "ManagerCollection",
                "ManagerAccountCollection", "RoleCollection", "SessionCollection",
-               "JsonSchemaFileCollection")
+               "JsonSchemaFileCollection", "SensorCollection")
 
 
 def odata_type(name: str) -> str:
