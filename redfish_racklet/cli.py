@@ -96,6 +96,41 @@ def _agent(args) -> int:
     return agent_main(os.path.abspath(args.state_dir), manifest)
 
 
+SIM_HELP = """\
+change the running simulated rack, as a hand at the rack would:
+  plug UNIT            slide a unit into its tray
+  unplug UNIT          pull it out (its rail goes off; its desired power state is kept)
+  load UNIT FRACTION   set its CPU load, 0 (idle, ~2.7 W) to 1 (busy, ~6.6 W)
+  fail UNIT PART       make a part stop answering: power, temperature (or: fail Rack fan)
+  heal UNIT PART       make it answer again"""
+
+
+def _sim(args) -> int:
+    from .agent import client
+
+    value = args.value
+    if args.op in ("load", "fail", "heal") and value is None:
+        print(f"redfish-racklet sim {args.op}: give a {'FRACTION' if args.op == 'load' else 'PART'}",
+              file=sys.stderr)
+        return 2
+    if args.op == "load":
+        try:
+            value = float(value)
+        except ValueError:
+            print(f"redfish-racklet sim load: {value!r} is not a number", file=sys.stderr)
+            return 2
+    try:
+        reply = client.sim_command(os.path.abspath(args.state_dir), args.op, args.unit, value)
+    except OSError as e:
+        print(f"redfish-racklet sim: no running agent in {args.state_dir} ({e.strerror or e}); "
+              "start it with `redfish-racklet serve`", file=sys.stderr)
+        return 1
+    if reply.get("state") != "done":
+        print(f"redfish-racklet sim {args.op} {args.unit}: {reply.get('message')}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="redfish-racklet",
@@ -121,6 +156,13 @@ def parser() -> argparse.ArgumentParser:
                     help="rack manifest (YAML); default: the simulated 5-unit rack")
     sp.add_argument("--workers", type=int, default=2, help="API worker processes (default: %(default)s)")
 
+    sp = sub.add_parser("sim", help="change the running simulated rack (plug, unplug, load, fail, heal)",
+                        description=SIM_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    state(sp)
+    sp.add_argument("op", choices=["plug", "unplug", "load", "fail", "heal"])
+    sp.add_argument("unit", metavar="UNIT", help="unit id, e.g. Unit3 (Rack for the fan)")
+    sp.add_argument("value", nargs="?", metavar="VALUE", help="load fraction, or the part that fails")
+
     sp = sub.add_parser("agent", help="run only the rack agent (serve starts it for you)")
     state(sp)
     sp.add_argument("--manifest", metavar="FILE")
@@ -136,4 +178,6 @@ def main(argv: list[str] | None = None) -> int:
             print("redfish-racklet: --workers must be >= 1 and --port 1..65535", file=sys.stderr)
             return 2
         return _serve(args)
+    if args.command == "sim":
+        return _sim(args)
     return _agent(args)

@@ -14,6 +14,17 @@ import jsonschema
 import yaml
 
 DEFAULT_MANIFEST = "sim-5.yaml"
+DEFAULT_MAX_WATTS = 7.0           # a busy Raspberry Pi 4 (6.6 W) with a margin
+DEFAULT_SUPPLY_WATTS = 60.0       # a USB-C laptop charger feeding the busbar
+DEFAULT_STAGGER_SECONDS = 0.5
+FAN_MAX_RPM = 5000.0
+# What a unit is when the manifest does not say: a Raspberry Pi 4 Model B, 4 GB.
+PI4 = {
+    "processor": {"model": "Broadcom BCM2711 (Cortex-A72)", "manufacturer": "Broadcom",
+                  "cores": 4, "max_speed_mhz": 1500, "instruction_set": "ARM-A64"},
+    "memory_gib": 4,
+    "storage": {"media": "SDCard", "capacity_gib": 32, "model": "microSD card"},
+}
 
 
 class ManifestError(Exception):
@@ -29,11 +40,26 @@ class UnitSpec:
     model: str
     serial_number: str
     sim: dict = field(default_factory=dict)
+    part_number: str = ""
+    sku: str = ""
+    bios_version: str = ""
+    max_watts: float = DEFAULT_MAX_WATTS
+    processor: dict = field(default_factory=dict)
+    memory_gib: float = PI4["memory_gib"]
+    mac_address: str = ""
+    storage: dict = field(default_factory=dict)
+    gpio: dict = field(default_factory=dict)
+    sensors: dict = field(default_factory=dict)
 
     def info(self) -> dict:
-        """Static facts the API shows; the agent copies them into the store."""
+        """Static facts the API shows; the agent copies them into the store (and may
+        replace manufacturer/model/serial with what the tray's HAT EEPROM says)."""
         return {"name": self.name, "manufacturer": self.manufacturer, "model": self.model,
-                "serial_number": self.serial_number}
+                "serial_number": self.serial_number, "part_number": self.part_number,
+                "sku": self.sku or self.part_number, "bios_version": self.bios_version,
+                "max_watts": self.max_watts, "processor": dict(PI4["processor"], **self.processor),
+                "memory_gib": self.memory_gib, "mac_address": self.mac_address.lower(),
+                "storage": dict(PI4["storage"], **self.storage)}
 
     @property
     def load(self) -> float:
@@ -50,6 +76,20 @@ class Manifest:
     tick_seconds: float
     sample_seconds: float
     units: tuple[UnitSpec, ...]
+    power_supply_watts: float = DEFAULT_SUPPLY_WATTS
+    power_on_stagger_seconds: float = DEFAULT_STAGGER_SECONDS
+    gpio_chip: str = ""
+    smbus: int = 1
+    fan: dict = field(default_factory=dict)
+
+    def unit(self, unit_id: str) -> UnitSpec:
+        return next(u for u in self.units if u.id == unit_id)
+
+    def info(self) -> dict:
+        """Rack-level facts the API shows (stored by the agent in the store's meta)."""
+        return {"name": self.name, "driver": self.driver, "power_supply_watts": self.power_supply_watts,
+                "power_on_stagger_seconds": self.power_on_stagger_seconds, "fan": bool(self.fan) or
+                self.driver == "sim", "fan_max_rpm": float(self.fan.get("max_rpm", FAN_MAX_RPM))}
 
 
 def schema_file(name: str):
@@ -105,10 +145,16 @@ def load(path: str | None = None) -> Manifest:
         p = list(e.absolute_path)
         line = _line_of(node, p) if node is not None else 1
         raise ManifestError(f"manifest {path}: at {_where(p)} (line {line}): {e.message}")
+    rack = data["rack"]
     units = tuple(
         UnitSpec(id=u["id"], slot=u["slot"], name=u.get("name", f"Compute unit in slot {u['slot']}"),
                  manufacturer=u.get("manufacturer", ""), model=u.get("model", ""),
-                 serial_number=u.get("serial_number", ""), sim=u.get("sim", {}))
+                 serial_number=u.get("serial_number", ""), sim=u.get("sim", {}),
+                 part_number=u.get("part_number", ""), sku=u.get("sku", ""),
+                 bios_version=u.get("bios_version", ""), max_watts=float(u.get("max_watts", DEFAULT_MAX_WATTS)),
+                 processor=u.get("processor", {}), memory_gib=u.get("memory_gib", PI4["memory_gib"]),
+                 mac_address=u.get("mac_address") or _sim_mac(rack.get("seed", 0), u["slot"]),
+                 storage=u.get("storage", {}), gpio=u.get("gpio", {}), sensors=u.get("sensors", {}))
         for u in data["units"])
     for key in ("id", "slot"):
         seen: dict = {}
@@ -118,7 +164,15 @@ def load(path: str | None = None) -> Manifest:
                 raise ManifestError(f"manifest {path}: at units[{i}].{key} (line {line}): "
                                     f"{u[key]!r} is already used by units[{seen[u[key]]}]")
             seen[u[key]] = i
-    rack = data["rack"]
     return Manifest(path=path, name=rack["name"], driver=rack["driver"], seed=rack.get("seed", 0),
                     tick_seconds=float(rack.get("tick_seconds", 0.1)),
-                    sample_seconds=float(rack.get("sample_seconds", 1.0)), units=units)
+                    sample_seconds=float(rack.get("sample_seconds", 1.0)), units=units,
+                    power_supply_watts=float(rack.get("power_supply_watts", DEFAULT_SUPPLY_WATTS)),
+                    power_on_stagger_seconds=float(rack.get("power_on_stagger_seconds",
+                                                            DEFAULT_STAGGER_SECONDS)),
+                    gpio_chip=rack.get("gpio_chip", ""), smbus=rack.get("smbus", 1), fan=rack.get("fan", {}))
+
+
+def _sim_mac(seed: int, slot: int) -> str:
+    """A stable, locally administered MAC address for a unit the manifest gives none."""
+    return "02:52:4b:{:02x}:{:02x}:{:02x}".format((seed >> 8) & 0xFF, seed & 0xFF, slot)

@@ -54,6 +54,11 @@ CREATE TABLE IF NOT EXISTS readings(
     value REAL,
     updated REAL NOT NULL,
     PRIMARY KEY (unit, kind));
+CREATE TABLE IF NOT EXISTS unit_settings(
+    unit TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (unit, key));
 CREATE TABLE IF NOT EXISTS commands(
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     unit TEXT NOT NULL,
@@ -260,6 +265,40 @@ class Store:
     def units(self) -> list[dict]:
         return [_unit(r) for r in self.conn().execute("SELECT * FROM units ORDER BY slot")]
 
+    # -- settings of a unit that the API writes and the agent applies ---------------
+    # Keys: 'led' (Off/Lit/Blinking), 'boot' (the Boot override), 'outlet' (its
+    # PowerOnDelaySeconds and PowerRestorePolicy); values are JSON.
+    def settings(self, unit_id: str) -> dict:
+        def load():
+            rows = self.conn().execute("SELECT key, value FROM unit_settings WHERE unit=?", (unit_id,))
+            return {r["key"]: json.loads(r["value"]) for r in rows}
+        return self.cached(("settings", unit_id), load)
+
+    def all_settings(self) -> dict[str, dict]:
+        out: dict[str, dict] = {}
+        for r in self.conn().execute("SELECT unit, key, value FROM unit_settings"):
+            out.setdefault(r["unit"], {})[r["key"]] = json.loads(r["value"])
+        return out
+
+    def set_setting(self, unit_id: str, key: str, value) -> None:
+        self.conn().execute("INSERT OR REPLACE INTO unit_settings VALUES(?,?,?)",
+                            (unit_id, key, json.dumps(value)))
+
+    # -- the rack (facts written by the agent at start; the power limit by the API) --
+    def rack_info(self) -> dict:
+        return self.cached(("rack_info",), lambda: json.loads(self.get_meta("rack_info", "{}")))
+
+    def set_rack_info(self, info: dict) -> None:
+        self.set_meta("rack_info", json.dumps(info))
+
+    def power_limit(self) -> float | None:
+        """The rack's power limit in watts (PowerLimit), None when not set (the supply's capacity)."""
+        raw = self.cached(("power_limit",), lambda: self.get_meta("power_limit_watts"))
+        return None if raw in (None, "") else float(raw)
+
+    def set_power_limit(self, watts: float | None) -> None:
+        self.set_meta("power_limit_watts", "" if watts is None else repr(float(watts)))
+
     # -- sensor readings (written by the agent, one transaction per sweep) ---------
     def write_readings(self, sweep: dict[str, dict[str, float | None]], now: float) -> None:
         with self.tx() as t:
@@ -267,6 +306,8 @@ class Store:
                           [(uid, kind, value, now) for uid, r in sweep.items() for kind, value in r.items()])
 
     def readings(self, unit_id: str) -> dict[str, dict]:
+        """{kind: {value, updated}} of a unit, or of the rack (unit id 'Rack': busbar
+        power/voltage/current/energy, temperature, fan_rpm, fan_duty)."""
         def load():
             rows = self.conn().execute("SELECT kind, value, updated FROM readings WHERE unit=?", (unit_id,))
             return {r["kind"]: {"value": r["value"], "updated": r["updated"]} for r in rows}

@@ -23,10 +23,10 @@ START_TIMEOUT = 30.0
 TEST_MANIFEST = """\
 rack: {name: Test rack, driver: sim, seed: 7, tick_seconds: 0.05, sample_seconds: 0.2}
 units:
-  - {id: Unit1, slot: 1, model: Raspberry Pi 4 Model B, manufacturer: Raspberry Pi Ltd, sim: {boot_seconds: 0.3, shutdown_seconds: 1.0}}
-  - {id: Unit2, slot: 2, model: Raspberry Pi 4 Model B, manufacturer: Raspberry Pi Ltd, sim: {boot_seconds: 0.3, shutdown_seconds: 1.0}}
-  - {id: Unit3, slot: 3, model: Raspberry Pi 4 Model B, manufacturer: Raspberry Pi Ltd, sim: {boot_seconds: 0.3, shutdown_seconds: 1.0}}
-  - {id: Unit4, slot: 4, model: Raspberry Pi 4 Model B, manufacturer: Raspberry Pi Ltd, sim: {boot_seconds: 0.3, shutdown_seconds: 3.0}}
+  - {id: Unit1, slot: 1, model: Raspberry Pi 4 Model B, manufacturer: Raspberry Pi Ltd, part_number: SC0194, bios_version: "2024-04-15", sim: {boot_seconds: 0.3, shutdown_seconds: 1.0}}
+  - {id: Unit2, slot: 2, model: Raspberry Pi 4 Model B, manufacturer: Raspberry Pi Ltd, part_number: SC0194, bios_version: "2024-04-15", sim: {boot_seconds: 0.3, shutdown_seconds: 1.0}}
+  - {id: Unit3, slot: 3, model: Raspberry Pi 4 Model B, manufacturer: Raspberry Pi Ltd, part_number: SC0194, bios_version: "2024-04-15", sim: {boot_seconds: 0.3, shutdown_seconds: 1.0}}
+  - {id: Unit4, slot: 4, model: Raspberry Pi 4 Model B, manufacturer: Raspberry Pi Ltd, part_number: SC0194, bios_version: "2024-04-15", sim: {boot_seconds: 0.3, shutdown_seconds: 3.0}}
   - {id: Unit5, slot: 5, sim: {present: false}}
 """
 

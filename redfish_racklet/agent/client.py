@@ -37,3 +37,15 @@ def run_command(store, state_dir: str, unit_id: str, action: str, timeout: float
     if row and row["state"] in ("done", "rejected"):
         return {"id": cid, "state": row["state"], "message": row["message"]}
     raise AgentUnavailable("the rack agent did not finish the command")
+
+
+def sim_command(state_dir: str, op: str, unit: str, value=None, timeout: float = 5.0) -> dict:
+    """Ask the agent of a simulated rack to change the simulation (``redfish-racklet sim``).
+
+    The socket is the state directory's (mode 0600): whoever may read the store may
+    play the hand at the rack; nobody else can."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        s.connect(os.path.join(state_dir, SOCKET_NAME))
+        s.sendall(json.dumps({"sim": op, "unit": unit, "value": value}).encode() + b"\n")
+        return json.loads(s.makefile("rb").readline(65536))

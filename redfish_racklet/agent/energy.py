@@ -56,3 +56,34 @@ class IntervalStats:
         if self._span > 0:
             return self._area / self._span
         return self._last[1] if self._last else None
+
+
+class Window:
+    """Minimum, average and maximum over roughly the last ``seconds`` (PowerMetrics'
+    IntervalInMin), kept as a few buckets so each sample costs O(1), not O(window)."""
+
+    def __init__(self, seconds: float = 60.0, buckets: int = 6):
+        self.width = seconds / buckets
+        self.buckets: list[tuple[float, IntervalStats]] = []
+        self.keep = buckets
+
+    def add(self, t: float, value: float) -> None:
+        if not self.buckets or t - self.buckets[-1][0] >= self.width:
+            start = t if not self.buckets else self.buckets[-1][0] + self.width * (
+                (t - self.buckets[-1][0]) // self.width)
+            last = self.buckets[-1][1]._last if self.buckets else None
+            stats = IntervalStats()
+            if last is not None and t - last[0] <= self.width:
+                stats.add(last[0], last[1])  # carry the segment across the boundary
+            self.buckets.append((start, stats))
+            del self.buckets[:-self.keep]
+        self.buckets[-1][1].add(t, value)
+
+    def summary(self) -> tuple[float | None, float | None, float | None]:
+        """(min, time-weighted average, max) over the buckets kept."""
+        if not self.buckets:
+            return None, None, None
+        stats = [s for _, s in self.buckets]
+        span = sum(s._span for s in stats)
+        avg = sum(s._area for s in stats) / span if span > 0 else stats[-1].average
+        return min(s.min for s in stats), avg, max(s.max for s in stats)

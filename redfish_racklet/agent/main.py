@@ -18,15 +18,19 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from ..drivers.ina2xx import INA2xx
-from ..drivers.sim import SimTray, SimUnit
-from ..drivers.temperature import TMP102
+from ..drivers.smbus import ChipError
 from ..manifest import Manifest
 from ..store import Store
-from . import SOCKET_NAME, power, sampling
+from . import SOCKET_NAME, hardware, power, sampling
+from .energy import Integrator, Window
+from .fan import FanCurve
 
 log = logging.getLogger("racklet.agent")
 
+RACK = "Rack"  # the readings of the busbar, the rack air and the fan
+BMC_RESET_TYPES = ("GracefulRestart", "ForceRestart")
+OUTLET_ACTIONS = {"On": "On", "Off": "ForceOff", "PowerCycle": "PowerCycle"}
+RESTORE_POLICIES = ("AlwaysOn", "AlwaysOff", "LastState")
 
 
 @dataclass
@@ -36,82 +40,214 @@ class Intent:
 
 
 class Agent:
-    def __init__(self, store: Store, manifest: Manifest, units: dict, clock: Callable[[], float]):
+    """The one owner of the rack's hardware: observe → diff → act, sample, serve commands."""
+
+    def __init__(self, store: Store, manifest: Manifest, hw: hardware.Hardware,
+                 clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time):
         self.store = store
         self.manifest = manifest
-        self.hw = units  # unit id -> object with PowerRail, Presence and Host methods
-        self.clock = clock
+        self.hardware = hw
+        self.hw = hw.units  # unit id -> object with PowerRail, Presence, Host and LED methods
+        self.sensors = hw.sensors
+        self.clock, self.wall = clock, wall
         self.intents: dict[str, Intent] = {}
+        self.queue: dict[str, float] = {}  # rails waiting to switch on: uid -> earliest time
+        self._last_on = float("-inf")
         self._written: dict[str, tuple[bool, str]] = {}
-        self.sensors: dict[str, sampling.UnitSensors] = {}
-        self.before_sample: list[Callable[[], None]] = []  # the simulation's conversions
+        self._leds: dict[str, bool] = {}
+        self._hw_failing: set[str] = set()
+        self.max_watts = {u.id: u.max_watts for u in manifest.units}
+        self.fan_curve = FanCurve.from_manifest(manifest.fan.get("curve"))
+        self.rack_energy = Integrator()
+        self.windows = {uid: Window() for uid in list(self.hw) + [RACK]}
+        self._rack_failing: set[str] = set()
 
     @classmethod
-    def simulated(cls, store: Store, manifest: Manifest, clock=time.monotonic) -> "Agent":
-        units = {u.id: SimUnit(clock, present=u.sim.get("present", True),
-                               boot_seconds=u.sim.get("boot_seconds", 4.0),
-                               shutdown_seconds=u.sim.get("shutdown_seconds", 2.0))
-                 for u in manifest.units}
-        agent = cls(store, manifest, units, clock)
-        for spec in manifest.units:
-            tray = SimTray(units[spec.id], clock, load=spec.load, seed=manifest.seed * 100 + spec.slot)
-            ina = INA2xx(tray.bus, tray.INA_ADDR, "ina226", r_shunt=tray.SHUNT_OHM, max_current=3.2)
-            tmp = TMP102(tray.bus, tray.TMP_ADDR)
-            ina.init()
-            tmp.init()
-            agent.sensors[spec.id] = sampling.UnitSensors(ina, tmp)
-            agent.before_sample.append(tray.convert)
-        return agent
+    def from_manifest(cls, store: Store, manifest: Manifest, clock=time.monotonic, gpio=None,
+                      open_bus=None) -> "Agent":
+        desired = {u["id"]: u["desired_power"] == "On" for u in store.units()}
+        rails_on = {u.id: _restored(store.settings(u.id), desired.get(u.id, True)) for u in manifest.units}
+        return cls(store, manifest, hardware.build(manifest, clock, rails_on, gpio, open_bus), clock)
 
     # -- lifecycle -------------------------------------------------------------
     def start(self) -> None:
-        """Publish the units and restore each rail to its persisted desired state."""
-        now = time.time()
+        """Publish the rack and its units; bring each rail to its restored desired state."""
+        now = self.wall()
+        self.store.set_rack_info(self.manifest.info())
         for spec in self.manifest.units:
-            self.store.upsert_unit(spec.id, spec.slot, spec.info(), self.hw[spec.id].present(),
-                                   "Off", now)
+            info = dict(spec.info(), **self.hardware.fru.get(spec.id, {}))
+            self.store.upsert_unit(spec.id, spec.slot, info, self.hw[spec.id].present(), "Off", now)
         self.store.remove_units_except([u.id for u in self.manifest.units])
         for spec in self.manifest.units:
             hw = self.hw[spec.id]
-            if self.store.unit(spec.id)["desired_power"] == "On" and hw.present():
-                hw.set(True)
+            unit = self.store.unit(spec.id)
+            on = _restored(self.store.settings(spec.id), unit["desired_power"] == "On")
+            self.store.set_desired_power(spec.id, "On" if on else "Off")
+            if not on and hw.get():
+                hw.set(False)
+            elif on and hw.present() and not hw.get():
+                self._power_on_or_log(spec.id)
         self.observe()
         for uid, joules in self.store.energy_joules().items():  # counters never go back
             if uid in self.sensors:
                 self.sensors[uid].energy.joules = joules
+            elif uid == RACK:
+                self.rack_energy.joules = joules
         for cid in self.store.pending_commands():  # left by a previous run
             self.run_command(cid)
 
-    def sample(self) -> None:
-        """Read every unit's sensors and publish the sweep in one store transaction."""
-        for convert in self.before_sample:
-            convert()
-        self.store.write_readings(sampling.sample(self.sensors, self.clock()), time.time())
+    def close(self) -> None:
+        self.hardware.close()
 
+    # -- power: budget and staggered power-on -------------------------------------
+    def limit(self) -> float:
+        limit = self.store.power_limit()
+        return self.manifest.power_supply_watts if limit is None else limit
+
+    def drawing(self) -> set[str]:
+        """Units the budget counts: rail on, or waiting to switch on."""
+        return {uid for uid, hw in self.hw.items() if hw.get()} | set(self.queue)
+
+    def _power_on(self, uid: str) -> None:
+        """Queue the rail to switch on (budget already admitted); staggered by ``drain``."""
+        delay = float(self.store.settings(uid).get("outlet", {}).get("power_on_delay_seconds", 0))
+        self.queue[uid] = self.clock() + delay
+
+    def _power_on_or_log(self, uid: str) -> None:
+        try:
+            power.admit(uid, self.max_watts, self.drawing(), self.limit())
+        except power.Conflict as e:
+            log.warning("unit %s stays off: %s", uid, e)
+            return
+        self._power_on(uid)
+
+    def _power_off(self, uid: str) -> None:
+        self.queue.pop(uid, None)
+        self.hw[uid].set(False)
+
+    def drain(self) -> None:
+        """Switch on the queued rails whose time has come, one per stagger period."""
+        stagger = self.manifest.power_on_stagger_seconds
+        for uid, at in list(self.queue.items()):
+            now = self.clock()
+            if now < at or now - self._last_on < stagger:
+                continue
+            del self.queue[uid]
+            if self.hw[uid].present():
+                self.hw[uid].set(True)
+                self._last_on = now
+
+    # -- observe → diff → act -------------------------------------------------------
     def observe(self) -> None:
+        for uid in self.hardware.presence_changes():
+            log.info("unit %s: presence line changed", uid)
         for uid, hw in self.hw.items():
-            intent = self.intents.get(uid)
-            if intent:
-                self._advance(uid, hw, intent)
-            seen = (hw.present(), power.power_state(hw.get(), hw.state()))
-            if self._written.get(uid) != seen:
-                self.store.set_observed(uid, seen[0], seen[1], time.time())
-                self._written[uid] = seen
+            try:
+                self._observe_unit(uid, hw)
+                if uid in self._hw_failing:
+                    self._hw_failing.discard(uid)
+                    log.warning("unit %s: hardware answers again", uid)
+            except OSError as e:  # a GPIO chip that went away: keep the other units going
+                if uid not in self._hw_failing:
+                    self._hw_failing.add(uid)
+                    log.warning("unit %s: hardware error: %s", uid, e)
+        self.drain()
+        self._apply_leds()
+
+    def _observe_unit(self, uid: str, hw) -> None:
+        before = self._written.get(uid)
+        present = hw.present()
+        if not present:
+            self.intents.pop(uid, None)
+            self.queue.pop(uid, None)
+            if hw.get():  # an unplugged tray's rail is switched off; its desired state is kept
+                hw.set(False)
+        elif before is not None and not before[0]:
+            log.info("unit %s plugged in", uid)
+            if self.store.unit(uid)["desired_power"] == "On" and not hw.get():
+                self._power_on_or_log(uid)
+        intent = self.intents.get(uid)
+        if intent:
+            self._advance(uid, hw, intent)
+        state = "PoweringOn" if uid in self.queue else power.power_state(hw.get(), hw.state())
+        seen = (present, state)
+        if before != seen:
+            if state == "On" and (before is None or before[1] != "On"):
+                self._booted(uid)
+            self.store.set_observed(uid, present, state, self.wall())
+            self._written[uid] = seen
+
+    def _booted(self, uid: str) -> None:
+        """A one-time boot override is spent once the unit has booted with it."""
+        boot = self.store.settings(uid).get("boot")
+        if boot and boot.get("enabled") == "Once":
+            self.store.set_setting(uid, "boot", dict(boot, enabled="Disabled"))
+
+    def _apply_leds(self) -> None:
+        blink_on = int(self.clock() * 2) % 2 == 0  # 1 Hz
+        for uid, hw in self.hw.items():
+            mode = self.store.settings(uid).get("led", "Off")
+            on = mode == "Lit" or (mode == "Blinking" and blink_on)
+            if self._leds.get(uid) != on:
+                hw.set_led(on)
+                self._leds[uid] = on
 
     def _advance(self, uid: str, hw, intent: Intent) -> None:
         now = self.clock()
-        host = hw.state()
         if intent.kind == "on_after_cycle":
             if now - intent.since >= power.POWER_CYCLE_OFF_SECONDS:
-                hw.set(True)
+                self._power_on(uid)
                 del self.intents[uid]
             return
         timed_out = now - intent.since >= power.GRACEFUL_TIMEOUT_SECONDS
-        if host in ("halted", "off") or timed_out:
+        if hw.state() in ("halted", "off") or timed_out:
             hw.set(False)
             if intent.kind == "on_after_halt":
-                hw.set(True)
+                self._power_on(uid)
             del self.intents[uid]
+
+    # -- sampling ---------------------------------------------------------------------
+    def sample(self) -> None:
+        """Read every sensor of the rack and publish the sweep in one store transaction."""
+        for convert in self.hardware.before_sample:
+            convert()
+        now = self.clock()
+        sweep = sampling.sample(self.sensors, now)
+        sweep[RACK] = self._rack(sweep, now)
+        for uid, r in sweep.items():
+            window = self.windows[uid]
+            if r["power"] is not None:
+                window.add(now, r["power"])
+            r["power_min"], r["power_avg"], r["power_max"] = window.summary()
+        self.store.write_readings(sweep, self.wall())
+
+    def _rack(self, sweep: dict, now: float) -> dict:
+        """The busbar (the sum of the rails), the rack air and the fan, which it drives."""
+        live = [r for r in sweep.values() if r["power"] is not None]
+        r: dict[str, float | None] = {"power": None, "voltage": None, "current": None,
+                                      "temperature": None, "fan_rpm": None, "fan_duty": None}
+        if live:
+            r["power"] = sum(x["power"] for x in live)
+            r["current"] = sum(x["current"] for x in live)
+            r["voltage"] = max(x["voltage"] for x in live)
+            r["energy"] = self.rack_energy.add(now, r["power"])
+        else:
+            self.rack_energy.gap()
+            r["energy"] = self.rack_energy.joules
+        fan = self.hardware.fan
+        if fan is not None:
+            try:
+                r["temperature"] = fan.temperature()
+                sampling.recovered(RACK, self._rack_failing, "temperature")
+            except OSError as e:
+                sampling.failed(RACK, self._rack_failing, "temperature", e)
+            try:
+                fan.set_duty(self.fan_curve.duty_for(r["temperature"]))
+                r["fan_duty"], r["fan_rpm"] = fan.duty(), fan.rpm()
+                sampling.recovered(RACK, self._rack_failing, "fan")
+            except (OSError, ChipError) as e:  # ChipError: a setting that did not stick
+                sampling.failed(RACK, self._rack_failing, "fan", e)
+        return r
 
     # -- commands --------------------------------------------------------------
     def run_command(self, cid: int) -> dict:
@@ -120,34 +256,87 @@ class Agent:
             c = self.store.command(cid)
             return {"id": cid, "state": c["state"] if c else "unknown", "message": ""}
         uid, action = cmd["unit"], cmd["action"]
-        hw = self.hw.get(uid)
         self.observe()
         try:
-            if hw is None:
+            if uid not in self.hw:
                 raise power.Conflict(f"no unit {uid}")
             kind, _, arg = action.partition(":")
-            if kind != "reset":
+            handler = {"reset": self._reset, "outlet": self._outlet, "bmc_reset": self._bmc_reset}.get(kind)
+            if handler is None:
                 raise power.Conflict(f"unknown command {action}")
-            state = power.power_state(hw.get(), hw.state())
-            steps, intent, desired = power.plan_reset(arg, hw.present(), state)
+            handler(uid, arg)
         except (power.Conflict, ValueError) as e:
-            self.store.finish_command(cid, "rejected", str(e), time.time())
+            self.store.finish_command(cid, "rejected", str(e), self.wall())
             return {"id": cid, "state": "rejected", "message": str(e)}
+        self.observe()
+        self.store.finish_command(cid, "done", "", self.wall())
+        log.info("unit %s: %s done, now %s", uid, action, self._written[uid][1])
+        return {"id": cid, "state": "done", "message": "", "power_state": self._written[uid][1]}
+
+    def _reset(self, uid: str, reset_type: str) -> None:
+        hw = self.hw[uid]
+        state = "PoweringOn" if uid in self.queue else power.power_state(hw.get(), hw.state())
+        steps, intent, desired = power.plan_reset(reset_type, hw.present(), state)
+        if "rail_on" in steps:  # a unit already drawing (a restart) is always admitted
+            power.admit(uid, self.max_watts, self.drawing(), self.limit())
         self.intents.pop(uid, None)
         for step in steps:
             if step == "rail_on":
-                hw.set(True)
+                self._power_on(uid)
             elif step == "rail_off":
-                hw.set(False)
+                self._power_off(uid)
             elif step == "shutdown":
                 hw.request_shutdown()
         if intent:
             self.intents[uid] = Intent(intent, self.clock())
         self.store.set_desired_power(uid, desired)
+
+    def _outlet(self, uid: str, state: str) -> None:
+        """Outlet.PowerControl: the rail itself, whatever the OS is doing."""
+        if state not in OUTLET_ACTIONS:
+            raise ValueError(f"outlet power state {state!r}")
+        hw = self.hw[uid]
+        if state == "Off":
+            if not hw.get() and uid not in self.queue:
+                self.store.set_desired_power(uid, "Off")
+                return
+            self.intents.pop(uid, None)
+        self._reset(uid, OUTLET_ACTIONS[state])
+
+    def _bmc_reset(self, uid: str, reset_type: str) -> None:
+        if reset_type not in BMC_RESET_TYPES:
+            raise ValueError(f"BMC reset type {reset_type!r}")
+        if not self.hw[uid].present():
+            raise power.Conflict("the unit is absent; its BMC cannot be reset")
+        self.store.set_setting(uid, "bmc_reset", self.wall())
+
+    # -- the simulation, driven by `redfish-racklet sim` ---------------------------------
+    def sim_command(self, op: str, uid: str, value=None) -> dict:
+        rack = self.hardware.sim
+        if rack is None:
+            return {"state": "rejected", "message": "this rack is not simulated"}
+        if uid not in self.hw and not (op in ("fail", "heal") and value == "fan"):
+            return {"state": "rejected", "message": f"no unit {uid!r} in this rack"}
+        try:
+            if op in ("plug", "unplug"):
+                rack.plug(uid, op == "plug")
+            elif op == "load":
+                rack.set_load(uid, float(value))
+            elif op in ("fail", "heal"):
+                rack.fail(uid, str(value), op == "fail")
+            else:
+                return {"state": "rejected", "message": f"unknown simulation command {op!r}"}
+        except (ValueError, TypeError) as e:
+            return {"state": "rejected", "message": str(e)}
+        log.info("simulation: %s %s %s", op, uid, "" if value is None else value)
         self.observe()
-        self.store.finish_command(cid, "done", "", time.time())
-        log.info("unit %s: %s done, now %s", uid, action, self._written[uid][1])
-        return {"id": cid, "state": "done", "message": "", "power_state": self._written[uid][1]}
+        return {"state": "done", "message": ""}
+
+
+def _restored(settings: dict, desired_on: bool) -> bool:
+    """The rail's state at start, by the outlet's PowerRestorePolicy."""
+    policy = settings.get("outlet", {}).get("power_restore_policy", "LastState")
+    return {"AlwaysOn": True, "AlwaysOff": False}.get(policy, desired_on)
 
 
 def serve(agent: Agent, state_dir: str, stop: list) -> None:
@@ -166,7 +355,9 @@ def serve(agent: Agent, state_dir: str, stop: list) -> None:
     lsock.listen(64)
     lsock.setblocking(False)
     sel = selectors.DefaultSelector()
-    sel.register(lsock, selectors.EVENT_READ)
+    sel.register(lsock, selectors.EVENT_READ, "socket")
+    if agent.hardware.presence_fd is not None:  # presence edges wake the loop at once
+        sel.register(agent.hardware.presence_fd, selectors.EVENT_READ, "presence")
     period = agent.manifest.tick_seconds
     next_tick = time.monotonic()
     next_sample = next_tick + agent.manifest.sample_seconds
@@ -174,8 +365,11 @@ def serve(agent: Agent, state_dir: str, stop: list) -> None:
         parent = os.getppid()
         while not stop and os.getppid() == parent:  # also stop if serve died
             timeout = max(0.0, next_tick - time.monotonic())
-            for _ in sel.select(timeout):
-                _accept(agent, lsock)
+            for key, _ in sel.select(timeout):
+                if key.data == "socket":
+                    _accept(agent, lsock)
+                else:
+                    agent.observe()
             if time.monotonic() >= next_tick:
                 agent.observe()
                 for cid in agent.store.pending_commands():
@@ -188,6 +382,7 @@ def serve(agent: Agent, state_dir: str, stop: list) -> None:
     finally:
         sel.close()
         lsock.close()
+        agent.close()
         if os.path.exists(path):
             os.unlink(path)
 
@@ -202,7 +397,10 @@ def _accept(agent: Agent, lsock: socket.socket) -> None:
         try:
             line = conn.makefile("rb").readline(4096)
             req = json.loads(line)
-            reply = agent.run_command(int(req["command"]))
+            if "sim" in req:
+                reply = agent.sim_command(str(req["sim"]), str(req["unit"]), req.get("value"))
+            else:
+                reply = agent.run_command(int(req["command"]))
         except (OSError, ValueError, KeyError, TypeError) as e:
             reply = {"state": "error", "message": f"bad request: {e.__class__.__name__}"}
         try:
@@ -214,9 +412,14 @@ def _accept(agent: Agent, lsock: socket.socket) -> None:
 def main(state_dir: str, manifest: Manifest) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s agent %(levelname)s %(message)s")
     store = Store(os.path.join(state_dir, "racklet.db"))
+    store.create()  # brings an older store's schema up to date (idempotent)
     stop: list = []
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.append(1))
-    agent = Agent.simulated(store, manifest)
+    try:
+        agent = Agent.from_manifest(store, manifest)
+    except hardware.HardwareError as e:
+        log.error("cannot start: %s", e)
+        return 2
     serve(agent, state_dir, stop)
     return 0

@@ -63,3 +63,19 @@ def plan_reset(reset_type: str, present: bool, state: str) -> tuple[list[str], s
     if reset_type == "PowerCycle":
         return ["rail_off"], "on_after_cycle", "On"
     return ["shutdown"], "on_after_halt", "On"  # GracefulRestart
+
+
+def allocated_watts(max_watts: dict[str, float], drawing: set[str]) -> float:
+    """What the budget reserves: each unit that is on or powering on, at its maximum."""
+    return sum(max_watts[u] for u in drawing)
+
+
+def admit(uid: str, max_watts: dict[str, float], drawing: set[str], limit: float) -> None:
+    """Refuse (Conflict) a power-on that would take the reserved power above ``limit``."""
+    if uid in drawing:
+        return
+    after = allocated_watts(max_watts, drawing) + max_watts[uid]
+    if after > limit + 1e-9:
+        raise Conflict(f"powering it on would reserve {after:g} W of the rack's {limit:g} W power "
+                       f"limit ({max_watts[uid]:g} W for this unit); power another unit off or "
+                       "raise PowerLimit")

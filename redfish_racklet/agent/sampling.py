@@ -13,6 +13,7 @@ import logging
 from dataclasses import dataclass, field
 
 from ..drivers.ina2xx import Overflow
+from ..drivers.smbus import ChipError
 from .energy import Integrator
 
 log = logging.getLogger("racklet.agent")
@@ -37,27 +38,28 @@ def sample(units: dict[str, UnitSensors], now: float) -> dict[str, dict[str, flo
             p = s.power_monitor.read()
             r.update(power=p.watts, voltage=p.volts, current=p.amps)
             r["energy"] = s.energy.add(now, p.watts)
-            _recovered(uid, s, "power")
-        except (OSError, Overflow) as e:
+            recovered(uid, s.failing, "power")
+        except (OSError, Overflow, ChipError) as e:
             s.energy.gap()
             r["energy"] = s.energy.joules
-            _failed(uid, s, "power", e)
+            failed(uid, s.failing, "power", e)
         try:
             r["temperature"] = s.thermometer.read()
-            _recovered(uid, s, "temperature")
-        except OSError as e:
-            _failed(uid, s, "temperature", e)
+            recovered(uid, s.failing, "temperature")
+        except (OSError, ChipError) as e:
+            failed(uid, s.failing, "temperature", e)
         out[uid] = r
     return out
 
 
-def _failed(uid: str, s: UnitSensors, part: str, e: Exception) -> None:
-    if part not in s.failing:
-        s.failing.add(part)
-        log.warning("unit %s: %s sensor unavailable: %s", uid, part, e)
+def failed(name: str, failing: set, part: str, e: Exception) -> None:
+    """Log a part's failure once, not once per sample."""
+    if part not in failing:
+        failing.add(part)
+        log.warning("%s: %s sensor unavailable: %s", name, part, e)
 
 
-def _recovered(uid: str, s: UnitSensors, part: str) -> None:
-    if part in s.failing:
-        s.failing.discard(part)
-        log.warning("unit %s: %s sensor back", uid, part)
+def recovered(name: str, failing: set, part: str) -> None:
+    if part in failing:
+        failing.discard(part)
+        log.warning("%s: %s sensor back", name, part)

@@ -5,16 +5,20 @@ a test sets the physics (volts, amps, °C) and reads what the real chip would pu
 in its registers, including the awkward parts — the INA219's shifted bus voltage
 with CNVR/OVF flags, CNVR cleared by reading POWER, calibration lost on a
 brown-out, the TMP102's 12/13-bit formats, AT24 page-write wrap-around and the busy
-write cycle. Like the kernel, the bus raises ``OSError(ENXIO)`` for an address where
-nothing answers; ``fault`` makes a chip fail any way a test wants.
+write cycle, the EMC2101's latched 16-bit readings and its fan spinning up and down on
+an injected clock. Like the kernel, the bus raises ``OSError(ENXIO)`` for an address
+where nothing answers; ``fault`` makes a chip fail any way a test wants.
 """
 
 from __future__ import annotations
 
 import ctypes
 import errno
+import math
+from typing import Callable
 
 from .at24 import VARIANTS as EEPROM_VARIANTS
+from . import emc2101 as emc
 from .ina2xx import (BUS_VOLTAGE, CALIBRATION, CONFIG, CONFIG_RST, CURRENT, DIE_ID, INA219_CNVR,
                      INA219_OVF, MANUFACTURER_ID, MASK_ENABLE, ME_CVRF, ME_OVF, POWER, SHUNT_VOLTAGE,
                      TI_ID, VARIANTS as INA_VARIANTS)
@@ -266,3 +270,152 @@ class FakeAT24(FakeChip):
         out = bytes(self.mem[(self.pointer + i) % self.v.size] for i in range(length))
         self.pointer = (self.pointer + length) % self.v.size
         return out
+
+
+class FakeEMC2101(FakeChip):
+    """EMC2101 with a fan on its output and a diode on DP/DN, on an injected ``clock``.
+
+    Byte registers with their power-on defaults; read-only registers ignore writes and
+    undefined ones read 00h. Reading EXTERNAL_TEMP_HIGH latches the low byte, reading
+    TACH_LOW latches the high byte (§6.1), so each pair is one sample. FAN_SETTING (and
+    the look-up table) can be written only with PROG set; with PROG clear the look-up
+    table would drive the fan — it is not modelled, the drive stays where it was. The
+    STATUS bits latch until read (FAULT while ``diode_fault``, TACH while the count is
+    over the TACH limit).
+
+    The fan: a drive d (0..1 of full scale; PWM: FAN_SETTING / 2·PWM_F, DAC:
+    FAN_SETTING / 63; POLARITY inverts) at or above ``min_drive`` spins it towards
+    ``max_rpm`` · d, below it the fan stalls (no spin-up kick is modelled). The speed
+    follows with a first-order lag of ``tau`` seconds, evaluated lazily from the clock
+    on every access — no threads, no sleeps. TACH holds 5 400 000 / RPM, or FFFFh when
+    the fan is too slow to measure or pin 6 is not a TACH input (ALT_TCH clear).
+
+    A test or the simulated rack sets ``celsius`` (the diode), ``internal_celsius``
+    (the die) and ``diode_fault`` (an open diode: FAULT, reading 7F00h), and reads
+    ``rpm`` or ``speed_fraction()``.
+    """
+
+    POR = {emc.CONFIG: 0x00, emc.CONVERSION_RATE: 0x08, 0x05: 0x46, 0x07: 0x46, 0x08: 0x00,
+           0x0C: 0x00, 0x11: 0x00, 0x12: 0x00, 0x13: 0x00, 0x14: 0x00, 0x16: 0xA4, 0x17: 0x12,
+           0x18: 0x08, 0x19: 0x55, 0x21: 0x0A, emc.TACH_LIMIT_LOW: 0xFF, emc.TACH_LIMIT_HIGH: 0xFF,
+           emc.FAN_CONFIG: 0x20, emc.FAN_SPIN_UP: 0x3F, emc.FAN_SETTING: 0x00,
+           emc.PWM_FREQUENCY: 0x17, emc.PWM_DIVIDE: 0x01, 0x4F: 0x04,
+           **{lut: 0x00 for lut in range(0x50, 0x60)}, 0xBF: 0x00}
+    MASKS = {emc.CONVERSION_RATE: 0x0F, emc.FAN_CONFIG: 0x7F, emc.FAN_SPIN_UP: 0x3F,
+             emc.FAN_SETTING: emc.FAN_SETTING_MASK, emc.PWM_FREQUENCY: emc.PWM_F_MASK, 0x4F: 0x1F,
+             **{lut: 0x7F if lut % 2 == 0 else 0x3F for lut in range(0x50, 0x60)}}
+    ALIASES = {0x09: emc.CONFIG, 0x0A: emc.CONVERSION_RATE}
+    LUT = range(0x50, 0x60)
+    REVISION_ID = 0x01
+    SLOWEST_RPM = emc.RPM_NUMERATOR / (emc.TACH_STALLED - 1)   # ~82 RPM: TACH FFFEh
+
+    def __init__(self, clock: Callable[[], float], celsius: float = 25.0, *,
+                 internal_celsius: float = 30.0, max_rpm: float = 5000.0, min_drive: float = 0.20,
+                 tau: float = 1.0, product_id: int = 0x16, manufacturer_id: int = emc.SMSC_ID):
+        self.clock = clock
+        self.celsius, self.internal_celsius = celsius, internal_celsius
+        self.max_rpm, self.min_drive, self.tau = max_rpm, min_drive, tau
+        self.product_id, self.manufacturer_id = product_id, manufacturer_id
+        self._rpm, self._t = 0.0, clock()
+        self._diode_fault = False
+        self._power_on()
+
+    def _power_on(self) -> None:
+        self.regs = dict(self.POR)
+        self._status = emc.STATUS_FAULT if self._diode_fault else 0
+        self._ext_low_shadow, self._tach_high_shadow = 0x00, 0xFF
+
+    def power_cycle(self) -> None:
+        """Brown-out or reset: every register back to its power-on default (the fan setting
+        to 0, so the fan runs down)."""
+        self._advance()
+        self._power_on()
+
+    @property
+    def diode_fault(self) -> bool:
+        return self._diode_fault
+
+    @diode_fault.setter
+    def diode_fault(self, fault: bool) -> None:
+        self._diode_fault = bool(fault)
+        if fault:
+            self._status |= emc.STATUS_FAULT   # latched until STATUS is read
+
+    def drive(self) -> float:
+        """The fraction of full drive at the output, from the registers."""
+        r = self.regs
+        output = "dac" if r[emc.CONFIG] & emc.CONFIG_DAC else "pwm"
+        d = min(1.0, r[emc.FAN_SETTING] / emc.full_scale(output, r[emc.PWM_FREQUENCY]))
+        return 1.0 - d if r[emc.FAN_CONFIG] & emc.FAN_POLARITY else d
+
+    def _advance(self) -> None:
+        now = self.clock()
+        if now > self._t:
+            d = self.drive()
+            target = self.max_rpm * d if d >= self.min_drive else 0.0
+            self._rpm = target + (self._rpm - target) * math.exp(-(now - self._t) / self.tau)
+        self._t = now
+
+    @property
+    def rpm(self) -> float:
+        self._advance()
+        return self._rpm
+
+    def speed_fraction(self) -> float:
+        """The fan's speed as a fraction of its maximum (what cools the rack air)."""
+        return self.rpm / self.max_rpm
+
+    def tach_count(self) -> int:
+        """What the TACH registers hold now."""
+        self._advance()
+        if not self.regs[emc.CONFIG] & emc.CONFIG_ALT_TCH or self._rpm < self.SLOWEST_RPM:
+            return emc.TACH_STALLED
+        return min(round(emc.RPM_NUMERATOR / self._rpm), emc.TACH_STALLED - 1)
+
+    def _external_raw(self) -> int:
+        if self._diode_fault:
+            return emc.DIODE_OPEN
+        counts = _clamp(round(self.celsius / emc.EXT_LSB), -512, 1023)   # -64..127.875 °C
+        return (counts & 0x7FF) << 5
+
+    def _conditions(self) -> int:
+        r = self.regs
+        limit = (r[emc.TACH_LIMIT_HIGH] << 8) | r[emc.TACH_LIMIT_LOW]
+        slow = r[emc.CONFIG] & emc.CONFIG_ALT_TCH and self.tach_count() > limit
+        return (emc.STATUS_FAULT if self._diode_fault else 0) | (emc.STATUS_TACH if slow else 0)
+
+    def read8(self, reg: int) -> int:
+        self._advance()
+        reg = self.ALIASES.get(reg, reg)
+        if reg == emc.INTERNAL_TEMP:
+            return _clamp(round(self.internal_celsius), -64, 127) & 0xFF
+        if reg == emc.EXTERNAL_TEMP_HIGH:
+            raw = self._external_raw()
+            self._ext_low_shadow = raw & 0xFF
+            return raw >> 8
+        if reg == emc.EXTERNAL_TEMP_LOW:
+            return self._ext_low_shadow
+        if reg == emc.STATUS:
+            now = self._conditions()
+            value, self._status = self._status | now, now   # a read clears what has gone away
+            return value
+        if reg == emc.TACH_LOW:
+            count = self.tach_count()
+            self._tach_high_shadow = count >> 8
+            return count & 0xFF
+        if reg == emc.TACH_HIGH:
+            return self._tach_high_shadow
+        ids = {emc.PRODUCT_ID: self.product_id, emc.MANUFACTURER_ID: self.manufacturer_id,
+               emc.REVISION: self.REVISION_ID}
+        if reg in ids:
+            return ids[reg]
+        return self.regs.get(reg, 0x00)   # undefined registers read 00h
+
+    def write8(self, reg: int, value: int) -> None:
+        self._advance()   # the fan ran at the old drive until now
+        reg = self.ALIASES.get(reg, reg)
+        if reg not in self.regs:
+            return   # read-only or undefined: the write has no effect
+        if (reg == emc.FAN_SETTING or reg in self.LUT) and not self.regs[emc.FAN_CONFIG] & emc.FAN_PROG:
+            return   # the look-up table is driving the fan: these are read-only
+        self.regs[reg] = value & self.MASKS.get(reg, 0xFF)

@@ -21,6 +21,7 @@ class SimUnit:
         self._rail = False
         self._rail_since = clock()
         self._halt_requested_at: float | None = None
+        self.led = False
 
     # PowerRail
     def set(self, on: bool) -> None:
@@ -31,6 +32,9 @@ class SimUnit:
 
     def get(self) -> bool:
         return self._rail
+
+    def set_led(self, on: bool) -> None:
+        self.led = on
 
     # Presence
     def present(self) -> bool:
@@ -75,8 +79,94 @@ class SimTray:
         self.thermal = sim_physics.Thermal()
         self.noise = sim_physics.Noise(seed)
 
-    def convert(self) -> None:
+    def watts(self) -> float:
+        return self.physics.power_for(self.unit.state(), self.load)
+
+    def convert(self, ambient: float | None = None) -> None:
         """One conversion of both chips, from the unit's state at the clock's time."""
-        watts = self.physics.power_for(self.unit.state(), self.load)
-        celsius = self.thermal.advance(self.clock(), watts)
+        watts = self.watts()
+        celsius = self.thermal.advance(self.clock(), watts,
+                                       self.physics.AMBIENT_C if ambient is None else ambient)
         self.physics.feed(self.ina, self.tmp, watts, celsius, self.noise)
+
+
+class SimRack:
+    """The whole simulated rack: its trays, and the air in it that the fan cools.
+
+    A hand at the rack: ``plug``/``unplug`` a unit, change its ``load``, make a sensor
+    ``fail`` (NACK) or ``heal``. The rack air warms with the units' power and cools
+    with the fan's speed; the units' boards take the rack air as their ambient.
+    """
+
+    FAULT_PARTS = ("power", "temperature", "fan")
+
+    def __init__(self, trays: dict[str, SimTray], clock: Callable[[], float], fan=None):
+        from . import sim_physics
+        self.trays, self.clock, self.fan = trays, clock, fan
+        self.air = sim_physics.RackAir()
+
+    def plug(self, uid: str, present: bool) -> None:
+        self.trays[uid].unit.plug(present)
+
+    def set_load(self, uid: str, load: float) -> None:
+        if not 0.0 <= load <= 1.0:
+            raise ValueError("load is a fraction of full load, 0 to 1")
+        self.trays[uid].load = load
+
+    def fail(self, uid: str, part: str, failing: bool) -> None:
+        """Make a part NACK (every access raises ENXIO, as an absent chip does) or answer again."""
+        import errno
+        fault = OSError(errno.EREMOTEIO, "Remote I/O error") if failing else None
+        if part == "fan":
+            if self.fan is None:
+                raise ValueError("this rack has no fan")
+            self.fan.fault = fault
+            return
+        tray = self.trays[uid]
+        chip = {"power": tray.ina, "temperature": tray.tmp}.get(part)
+        if chip is None:
+            raise ValueError(f"part is one of {', '.join(self.FAULT_PARTS)}")
+        chip.fault = fault
+
+    def convert(self) -> None:
+        """One conversion of every chip in the rack, at the clock's time."""
+        now = self.clock()
+        total = sum(self.trays[u].watts() for u in self.trays)
+        fan_fraction = self.fan.speed_fraction() if self.fan is not None else 1.0
+        celsius = self.air.advance(now, total, fan_fraction)
+        if self.fan is not None:
+            self.fan.celsius = celsius
+        for tray in self.trays.values():
+            tray.convert(ambient=celsius)
+
+
+class SimFan:
+    """The rack fan of the simulation: an EMC2101 (register-level fake) on its own bus,
+    read and driven through the real driver; its speed cools the rack air."""
+
+    ADDR = 0x4C
+
+    def __init__(self, clock: Callable[[], float], max_rpm: float = 5000.0):
+        from .fake_smbus import FakeEMC2101, FakeSMBus
+        self.bus = FakeSMBus()
+        self.chip = self.bus.attach(self.ADDR, FakeEMC2101(clock=clock, max_rpm=max_rpm))
+        self.max_rpm = max_rpm
+
+    @property
+    def celsius(self) -> float:
+        return self.chip.celsius
+
+    @celsius.setter
+    def celsius(self, value: float) -> None:
+        self.chip.celsius = value
+
+    @property
+    def fault(self):
+        return self.chip.fault
+
+    @fault.setter
+    def fault(self, value) -> None:
+        self.chip.fault = value
+
+    def speed_fraction(self) -> float:
+        return self.chip.speed_fraction()

@@ -53,6 +53,33 @@ class Thermal:
         return self.celsius
 
 
+@dataclass
+class RackAir:
+    """The air in the rack: warmed by the units' power, cooled by the fan.
+
+    Steady state T = ambient + P · R(f), where the thermal resistance falls with the
+    fan's speed fraction f (natural convection alone at f = 0):
+    R(f) = R_AIR / (CONVECTION + (1 − CONVECTION) · f). First-order, time constant TAU.
+    """
+
+    R_AIR = 0.5          # °C per W at full fan speed
+    CONVECTION = 0.2     # the share of cooling left with the fan stopped
+    TAU = 30.0
+    celsius: float = AMBIENT_C
+    t: float | None = None
+
+    def steady(self, watts: float, fan_fraction: float, ambient: float = AMBIENT_C) -> float:
+        f = max(0.0, min(1.0, fan_fraction))
+        return ambient + watts * self.R_AIR / (self.CONVECTION + (1 - self.CONVECTION) * f)
+
+    def advance(self, now: float, watts: float, fan_fraction: float) -> float:
+        if self.t is not None and now > self.t:
+            target = self.steady(watts, fan_fraction)
+            self.celsius = target + (self.celsius - target) * math.exp(-(now - self.t) / self.TAU)
+        self.t = now
+        return self.celsius
+
+
 class Noise:
     """Seeded, small, zero-mean noise (a fraction of a reading)."""
 
