@@ -267,7 +267,9 @@ class Store:
 
     # -- settings of a unit that the API writes and the agent applies ---------------
     # Keys: 'led' (Off/Lit/Blinking), 'boot' (the Boot override), 'outlet' (its
-    # PowerOnDelaySeconds and PowerRestorePolicy); values are JSON.
+    # PowerOnDelaySeconds and PowerRestorePolicy); values are JSON. The agent writes
+    # 'bmc_reset' (time of the BMC's last reset) and 'fault' (the tray's rail/presence
+    # hardware does not answer: the reason), removed when it answers again.
     def settings(self, unit_id: str) -> dict:
         def load():
             rows = self.conn().execute("SELECT key, value FROM unit_settings WHERE unit=?", (unit_id,))
@@ -283,6 +285,9 @@ class Store:
     def set_setting(self, unit_id: str, key: str, value) -> None:
         self.conn().execute("INSERT OR REPLACE INTO unit_settings VALUES(?,?,?)",
                             (unit_id, key, json.dumps(value)))
+
+    def delete_setting(self, unit_id: str, key: str) -> None:
+        self.conn().execute("DELETE FROM unit_settings WHERE unit=? AND key=?", (unit_id, key))
 
     # -- the rack (facts written by the agent at start; the power limit by the API) --
     def rack_info(self) -> dict:

@@ -266,3 +266,21 @@ def test_linux_driver_missing_chip_names_the_manifest_entry(tmp_path):
     from redfish_racklet.agent.hardware import HardwareError
     with pytest.raises(HardwareError, match="rack.gpio_chip"):
         make(tmp_path, LINUX, gpio=FakeGpiod(), open_bus=lambda n: FakeSMBus())
+
+
+def test_gpio_lines_that_stop_answering_are_reported_and_recover(tmp_path, caplog):
+    import errno
+    chip = FakeChip("/dev/gpiochip7", ["RAIL1", "RAIL2", "SENSE1", "SENSE2", "LED1"],
+                    levels={"SENSE1": False, "SENSE2": False})
+    agent, clock = make(tmp_path, LINUX, gpio=FakeGpiod(chip), open_bus=lambda n: FakeSMBus())
+    clock.advance(0.2, agent)
+    assert states(agent) == {"Unit1": "On", "Unit2": "On"}
+    chip.fault = OSError(errno.EIO, "Input/output error")
+    for _ in range(5):
+        clock.advance(0.1, agent)
+    assert "EIO" in agent.store.settings("Unit1")["fault"] or "Input/output" in agent.store.settings("Unit1")["fault"]
+    assert sum("do not answer" in m for m in caplog.messages) == 2  # once per unit, not per tick
+    agent.sample()  # sampling carries on
+    chip.fault = None
+    clock.advance(0.1, agent)
+    assert "fault" not in agent.store.settings("Unit1") and states(agent)["Unit1"] == "On"

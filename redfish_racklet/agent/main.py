@@ -55,7 +55,7 @@ class Agent:
         self._last_on = float("-inf")
         self._written: dict[str, tuple[bool, str]] = {}
         self._leds: dict[str, bool] = {}
-        self._hw_failing: set[str] = set()
+        self.hw_failing: set[str] = set()
         self.max_watts = {u.id: u.max_watts for u in manifest.units}
         self.fan_curve = FanCurve.from_manifest(manifest.fan.get("curve"))
         self.rack_energy = Integrator()
@@ -139,18 +139,23 @@ class Agent:
 
     # -- observe → diff → act -------------------------------------------------------
     def observe(self) -> None:
-        for uid in self.hardware.presence_changes():
-            log.info("unit %s: presence line changed", uid)
+        try:
+            for uid in self.hardware.presence_changes():
+                log.info("unit %s: presence line changed", uid)
+        except OSError:
+            pass  # the lines themselves are read below, and their failure reported per unit
         for uid, hw in self.hw.items():
             try:
                 self._observe_unit(uid, hw)
-                if uid in self._hw_failing:
-                    self._hw_failing.discard(uid)
-                    log.warning("unit %s: hardware answers again", uid)
+                if uid in self.hw_failing:
+                    self.hw_failing.discard(uid)
+                    self.store.delete_setting(uid, "fault")
+                    log.warning("unit %s: rail and presence lines answer again", uid)
             except OSError as e:  # a GPIO chip that went away: keep the other units going
-                if uid not in self._hw_failing:
-                    self._hw_failing.add(uid)
-                    log.warning("unit %s: hardware error: %s", uid, e)
+                if uid not in self.hw_failing:
+                    self.hw_failing.add(uid)
+                    self.store.set_setting(uid, "fault", f"rail/presence lines: {e}")
+                    log.warning("unit %s: rail and presence lines do not answer: %s", uid, e)
         self.drain()
         self._apply_leds()
 
@@ -188,9 +193,12 @@ class Agent:
         for uid, hw in self.hw.items():
             mode = self.store.settings(uid).get("led", "Off")
             on = mode == "Lit" or (mode == "Blinking" and blink_on)
-            if self._leds.get(uid) != on:
-                hw.set_led(on)
-                self._leds[uid] = on
+            if self._leds.get(uid) != on and uid not in self.hw_failing:
+                try:
+                    hw.set_led(on)
+                    self._leds[uid] = on
+                except OSError:
+                    pass  # the same lines as the rail: reported by observe
 
     def _advance(self, uid: str, hw, intent: Intent) -> None:
         now = self.clock()
@@ -356,8 +364,7 @@ def serve(agent: Agent, state_dir: str, stop: list) -> None:
     lsock.setblocking(False)
     sel = selectors.DefaultSelector()
     sel.register(lsock, selectors.EVENT_READ, "socket")
-    if agent.hardware.presence_fd is not None:  # presence edges wake the loop at once
-        sel.register(agent.hardware.presence_fd, selectors.EVENT_READ, "presence")
+    _watch_presence(sel, agent)
     period = agent.manifest.tick_seconds
     next_tick = time.monotonic()
     next_sample = next_tick + agent.manifest.sample_seconds
@@ -370,6 +377,7 @@ def serve(agent: Agent, state_dir: str, stop: list) -> None:
                     _accept(agent, lsock)
                 else:
                     agent.observe()
+            _watch_presence(sel, agent)
             if time.monotonic() >= next_tick:
                 agent.observe()
                 for cid in agent.store.pending_commands():
@@ -385,6 +393,19 @@ def serve(agent: Agent, state_dir: str, stop: list) -> None:
         agent.close()
         if os.path.exists(path):
             os.unlink(path)
+
+
+def _watch_presence(sel: selectors.BaseSelector, agent: Agent) -> None:
+    """Presence edges wake the loop at once — unless the GPIO lines are failing (a dead
+    chip's fd stays readable): then the tick's polling alone, until they answer again."""
+    fd = agent.hardware.presence_fd
+    if fd is None:
+        return
+    registered = fd in sel.get_map()
+    if agent.hw_failing and registered:
+        sel.unregister(fd)
+    elif not agent.hw_failing and not registered:
+        sel.register(fd, selectors.EVENT_READ, "presence")
 
 
 def _accept(agent: Agent, lsock: socket.socket) -> None:

@@ -31,6 +31,8 @@ class FakeChip:
         self.path, self.names, self.clock = path, list(names), clock
         self.level = [bool((levels or {}).get(n, False)) for n in names]  # physical levels
         self.owner: dict[int, FakeLineRequest] = {}
+        self.fault: OSError | None = None  # raised by every line access while set (e.g. EIO
+        # from an I2C GPIO expander that stopped answering, ENODEV from a chip that went away)
         self.history: list[tuple[int, str, bool]] = []
 
     def offset(self, line_id) -> int:
@@ -71,6 +73,8 @@ class FakeLineRequest:
     def _check(self) -> None:
         if self.released:
             raise RequestReleasedError()
+        if self.chip.fault is not None:
+            raise self.chip.fault
 
     def _logical(self, off: int) -> bool:
         return self.chip.level[off] ^ self.settings[off].active_low
