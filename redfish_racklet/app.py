@@ -25,6 +25,7 @@ from .web import add_headers, common_headers, json_response
 log = logging.getLogger("racklet.api")
 
 MAX_JSON_BYTES = 1024 * 1024
+DRAIN_MAX_BYTES = 8 * MAX_JSON_BYTES
 
 
 class RackletFlask(Flask):
@@ -146,12 +147,28 @@ def _http_error(e: HTTPException):
         allow = ", ".join(sorted(set(e.valid_methods or []) - {"OPTIONS"}))
         err = RedfishError.of(405, "OperationNotAllowed", headers={"Allow": allow})
     elif e.code == 413:
-        err = RedfishError.of(413, "PayloadTooLarge")
+        _drain_refused_body()
+        err = RedfishError.of(413, "PayloadTooLarge", headers={"Connection": "close"})
     elif e.code == 400:
         err = RedfishError.of(400, "UnrecognizedRequestBody")
     else:
         err = RedfishError.of(e.code or 500, "GeneralError")
     return _redfish_error(err)
+
+
+def _drain_refused_body() -> None:
+    """Read and drop a refused body of moderate size before answering 413: a client still
+    sending when the server closes gets a TCP reset instead of the 413 (a race, seen under
+    load). Beyond DRAIN_MAX_BYTES the connection is closed without reading it."""
+    length = request.content_length or 0
+    if length > DRAIN_MAX_BYTES:
+        return
+    stream = request.environ.get("wsgi.input")
+    while stream is not None and length > 0:
+        chunk = stream.read(min(65536, length))
+        if not chunk:
+            break
+        length -= len(chunk)
 
 
 def _unexpected(e: Exception):

@@ -46,6 +46,16 @@ BASE_MESSAGES: dict[str, tuple[str, str, str]] = {
     "StringValueTooLong": (
         "The string '%1' exceeds the length limit %2.", "Warning",
         "Resubmit the request with an appropriate string length."),
+    "PropertyValueFormatError": (
+        "The value '%1' for the property %2 is not a format that the property can accept.", "Warning",
+        "Correct the value for the property in the request body and resubmit the request if the "
+        "operation failed."),
+    "PropertyValueIncorrect": (
+        "The property '%1' with the requested value of '%2' could not be written because the value "
+        "is not acceptable for the property.", "Warning", "None."),
+    "PropertyValueConflict": (
+        "The property '%1' could not be written because its value would conflict with the value of "
+        "the '%2' property.", "Warning", "None."),
     "PropertyMissing": (
         "The property %1 is a required property and must be included in the request.", "Warning",
         "Ensure that the property is in the request body and has a valid value and resubmit the "

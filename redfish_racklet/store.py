@@ -59,6 +59,16 @@ CREATE TABLE IF NOT EXISTS unit_settings(
     key TEXT NOT NULL,
     value TEXT NOT NULL,
     PRIMARY KEY (unit, key));
+CREATE TABLE IF NOT EXISTS log(
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    unit TEXT NOT NULL,
+    created REAL NOT NULL,
+    severity TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    args TEXT NOT NULL,
+    message TEXT NOT NULL,
+    origin TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS log_by_unit ON log(unit, id);
 CREATE TABLE IF NOT EXISTS commands(
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     unit TEXT NOT NULL,
@@ -73,6 +83,7 @@ CREATE TABLE IF NOT EXISTS commands(
 DEFAULT_SESSION_TIMEOUT = 1800
 SESSION_TIMEOUT_RANGE = (30, 86400)
 MAX_SESSIONS = 64
+LOG_MAX = 1000  # entries kept in the event log; the oldest are overwritten (WrapsWhenFull)
 READ_CACHE_MAX = 1024  # entries per thread and store generation
 
 
@@ -321,6 +332,36 @@ class Store:
     def energy_joules(self) -> dict[str, float]:
         rows = self.conn().execute("SELECT unit, value FROM readings WHERE kind='energy' AND value IS NOT NULL")
         return {r["unit"]: r["value"] for r in rows}
+
+    # -- the event log (written by the agent; one table, read per unit or rack-wide) ----
+    def add_log(self, unit: str, severity: str, message_id: str, args: list, message: str,
+                origin: str, now: float) -> int:
+        """Append an entry ('' as unit: the rack's own); the oldest beyond LOG_MAX go."""
+        with self.tx() as t:
+            cur = t.execute("INSERT INTO log(unit, created, severity, message_id, args, message, origin) "
+                            "VALUES(?,?,?,?,?,?,?)", (unit, now, severity, message_id, json.dumps(args),
+                                                      message, origin))
+            t.execute("DELETE FROM log WHERE id <= ?", (cur.lastrowid - LOG_MAX,))
+        return cur.lastrowid
+
+    def log_entries(self, unit: str | None = None, skip: int = 0, top: int | None = None) -> list[dict]:
+        """Entries, oldest first; ``unit`` None: all of them (the rack's event log)."""
+        where, args = ("", []) if unit is None else ("WHERE unit=?", [unit])
+        rows = self.conn().execute(f"SELECT * FROM log {where} ORDER BY id LIMIT ? OFFSET ?",
+                                   args + [-1 if top is None else top, skip])
+        return [dict(r, args=json.loads(r["args"])) for r in rows]
+
+    def log_count(self, unit: str | None = None) -> int:
+        where, args = ("", []) if unit is None else ("WHERE unit=?", [unit])
+        return self.conn().execute(f"SELECT COUNT(*) FROM log {where}", args).fetchone()[0]
+
+    def log_entry(self, entry_id: int) -> dict | None:
+        row = self.conn().execute("SELECT * FROM log WHERE id=?", (entry_id,)).fetchone()
+        return dict(row, args=json.loads(row["args"])) if row else None
+
+    def clear_log(self, unit: str | None = None) -> int:
+        where, args = ("", []) if unit is None else ("WHERE unit=?", [unit])
+        return self.conn().execute(f"DELETE FROM log {where}", args).rowcount
 
     # -- commands (API -> agent) -------------------------------------------------
     def add_command(self, unit_id: str, action: str, now: float) -> int:

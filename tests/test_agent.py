@@ -284,3 +284,42 @@ def test_gpio_lines_that_stop_answering_are_reported_and_recover(tmp_path, caplo
     chip.fault = None
     clock.advance(0.1, agent)
     assert "fault" not in agent.store.settings("Unit1") and states(agent)["Unit1"] == "On"
+
+
+def test_the_event_log_records_what_happened(tmp_path):
+    agent, clock = make(tmp_path, rack(power_on_stagger_seconds=0))
+    clock.advance(2, agent)
+    agent.sample()
+    start = agent.store.log_count()
+    ids = lambda: [e["message_id"].rsplit(".", 1)[1] for e in agent.store.log_entries(skip=start)]  # noqa: E731
+    agent.sim_command("unplug", "Unit2")
+    assert ids() == ["ResourceRemoved", "ResourcePoweredOff"]
+    agent.sim_command("plug", "Unit2")
+    clock.advance(2, agent)
+    assert ids()[2:] == ["ResourceCreated", "ResourcePoweredOn"]
+    agent.sim_command("fail", "Unit3", "temperature")
+    agent.sample()
+    agent.sample()
+    agent.sim_command("heal", "Unit3", "temperature")
+    agent.sample()
+    command(agent, "Unit1", "bmc_reset:ForceRestart")
+    entries = agent.store.log_entries(skip=start + 4)
+    assert [(e["message_id"], e["severity"], e["origin"]) for e in entries] == [
+        ("ResourceEvent.1.4.3.ResourceStatusChangedWarning", "Warning", "/redfish/v1/Chassis/Unit3/Sensors/Temperature"),
+        ("ResourceEvent.1.4.3.ResourceStatusChangedOK", "OK", "/redfish/v1/Chassis/Unit3/Sensors/Temperature"),
+        ("ManagerEvent.1.0.0.ManagerReset", "OK", "/redfish/v1/Managers/Unit1-BMC")]
+    assert entries[2]["message"] == "Manager `Unit1-BMC` performed a 'ForceRestart' type of reset."
+    assert {e["unit"] for e in agent.store.log_entries(skip=start)} == {"Unit1", "Unit2", "Unit3"}
+
+
+def test_the_log_is_bounded(tmp_path, monkeypatch):
+    from redfish_racklet import store as store_mod
+    monkeypatch.setattr(store_mod, "LOG_MAX", 5)
+    s = Store(str(tmp_path / "log.db"))
+    s.create()
+    for i in range(12):
+        s.add_log("Unit1", "OK", "X.1.0.0.Y", [i], f"m{i}", "/", float(i))
+    assert [e["args"] for e in s.log_entries()] == [["7"], ["8"], ["9"], ["10"], ["11"]] or \
+        [e["args"] for e in s.log_entries()] == [[7], [8], [9], [10], [11]]
+    assert s.log_count("Unit1") == 5 and s.log_count("Unit2") == 0
+    assert s.clear_log("Unit1") == 5 and s.log_count() == 0

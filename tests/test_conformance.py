@@ -57,3 +57,14 @@ def test_use_case_checkers(referee_server, tools_venv, tmp_path):
     kinds = (tmp_path / "failure-kinds.tsv").read_text().splitlines()
     unexpected = [k for k in kinds if "\tFAIL\t" in k and "\tAccountManagement/" not in k]
     assert not unexpected, failures(tmp_path)
+
+
+def test_interop_validator_with_the_ocp_profiles(referee_server, tools_venv, tmp_path):
+    """The OCP Baseline and OCP Server hardware-management profiles, zero failures."""
+    shared_or_skip("redfish", "profiles", "OCPServerHardwareManagement.v1_1_0.json")
+    rows = run_conformance(referee_server, "interop", tmp_path, tools_venv)
+    assert {t for t in rows} == {"interop[OCPBaselineHardwareManagement]", "interop[OCPServerHardwareManagement]"}
+    for tool, row in rows.items():
+        assert row["status"] == "ok", (tool, row)
+        assert int(row["pass"]) > 50, (tool, row)
+        assert int(row["fail"]) == 0, failures(tmp_path)

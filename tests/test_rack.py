@@ -87,9 +87,13 @@ def test_load_and_failing_sensor_through_redfish(fresh_server):
     assert failed
     doc = c.get(base + "/Power").json()
     assert doc["Reading"] is None
+    for uri in ("/redfish/v1/Chassis/Unit1", "/redfish/v1/Systems/Unit1"):  # the roll-up
+        assert c.get(srv.url + uri).json()["Status"]["Health"] == "Warning"
+    assert c.get(srv.url + "/redfish/v1/Chassis/Unit2").json()["Status"]["Health"] == "OK"
     assert c.get(base + "/Temperature").json()["Reading"] is not None  # the other part still answers
     assert sim(srv, "heal", "Unit1", "power").returncode == 0
     assert wait_for(lambda: c.get(base + "/Power").json()["Status"].get("Health") == "OK")
+    assert c.get(srv.url + "/redfish/v1/Systems/Unit1").json()["Status"]["Health"] == "OK"
     log = srv.log.read_text()
     assert log.count("power sensor unavailable") == 1 and "power sensor back" in log
 

@@ -8,7 +8,7 @@ from redfish_racklet.drivers import sim_physics as phys
 
 from .conftest import restart
 
-SENSORS = ("Power", "Voltage", "Current", "Temperature", "Energy")
+SENSORS = ("Power", "Voltage", "Current", "Temperature", "Energy", "EnergykWh")
 
 
 def sensor(server, unit, name):
@@ -21,7 +21,9 @@ def test_collection_and_links(server):
     assert [m["@odata.id"].rsplit("/", 1)[1] for m in coll["Members"]] == list(SENSORS)
     units = {s["ReadingType"]: s["ReadingUnits"] for s in (sensor(server, "Unit1", n) for n in SENSORS)}
     assert units == {"Power": "W", "Voltage": "V", "Current": "A", "Temperature": "Cel",
-                     "EnergyJoules": "J"}
+                     "EnergyJoules": "J", "EnergykWh": "kW.h"}
+    joules, kwh = (sensor(server, "Unit1", n)["Reading"] for n in ("Energy", "EnergykWh"))
+    assert abs(joules / 3.6e6 - kwh) < 1e-3 + 0.01 * kwh
 
 
 def test_readings_are_physically_consistent(server):
@@ -43,7 +45,7 @@ def test_unknown_sensor_and_chassis(server):
     c = server.client()
     assert c.get(server.url + "/redfish/v1/Chassis/Unit1/Sensors/Humidity").status_code == 404
     assert c.get(server.url + "/redfish/v1/Chassis/Unit9/Sensors").status_code == 404
-    assert c.get(server.url + "/redfish/v1/Chassis/Rack/Sensors").status_code == 404
+    assert c.get(server.url + "/redfish/v1/Chassis/Rack/Sensors/Humidity").status_code == 404
 
 
 def wait_for(predicate, timeout=10.0):

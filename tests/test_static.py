@@ -95,3 +95,18 @@ def test_api_code_never_imports_a_driver(path):
     for mod in imports_of(path):
         assert "drivers" not in mod and not mod.startswith(("smbus2", "gpiod")), (path.name, mod)
         assert not mod.endswith("agent.main") and mod != ".main", (path.name, mod)
+
+
+def test_event_messages_match_their_registries():
+    import json
+
+    from redfish_racklet.agent.events import MESSAGES
+
+    from .conftest import shared_or_skip
+    folder = shared_or_skip("redfish", "registries")
+    for (registry, key), (severity, text) in MESSAGES.items():
+        prefix, version = registry.split(".", 1)
+        reg = json.loads((folder / f"{prefix}.{version}.json").read_text())
+        msg = reg["Messages"][key]
+        assert msg["Message"] == text, key
+        assert msg.get("MessageSeverity", msg.get("Severity")) == severity, key

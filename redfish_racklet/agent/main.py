@@ -21,7 +21,7 @@ from typing import Callable
 from ..drivers.smbus import ChipError
 from ..manifest import Manifest
 from ..store import Store
-from . import SOCKET_NAME, hardware, power, sampling
+from . import SOCKET_NAME, events, hardware, power, sampling
 from .energy import Integrator, Window
 from .fan import FanCurve
 
@@ -61,6 +61,7 @@ class Agent:
         self.rack_energy = Integrator()
         self.windows = {uid: Window() for uid in list(self.hw) + [RACK]}
         self._rack_failing: set[str] = set()
+        self.log = events.Log(store, lambda: self.wall())
 
     @classmethod
     def from_manifest(cls, store: Store, manifest: Manifest, clock=time.monotonic, gpio=None,
@@ -151,11 +152,14 @@ class Agent:
                     self.hw_failing.discard(uid)
                     self.store.delete_setting(uid, "fault")
                     log.warning("unit %s: rail and presence lines answer again", uid)
+                    self.log.write("ResourceStatusChangedOK", [_chassis(uid), "OK"], _chassis(uid), uid)
             except OSError as e:  # a GPIO chip that went away: keep the other units going
                 if uid not in self.hw_failing:
                     self.hw_failing.add(uid)
                     self.store.set_setting(uid, "fault", f"rail/presence lines: {e}")
                     log.warning("unit %s: rail and presence lines do not answer: %s", uid, e)
+                    self.log.write("ResourceStatusChangedCritical", [_chassis(uid), "Critical"],
+                                   _chassis(uid), uid)
         self.drain()
         self._apply_leds()
 
@@ -181,6 +185,16 @@ class Agent:
                 self._booted(uid)
             self.store.set_observed(uid, present, state, self.wall())
             self._written[uid] = seen
+            if before is not None:
+                self._log_change(uid, before, seen)
+
+    def _log_change(self, uid: str, before: tuple[bool, str], seen: tuple[bool, str]) -> None:
+        if before[0] != seen[0]:
+            self.log.write("ResourceCreated" if seen[0] else "ResourceRemoved", [], _chassis(uid), uid)
+        system = f"/redfish/v1/Systems/{uid}"
+        if seen[1] in ("On", "Off") and before[1] != seen[1]:
+            self.log.write("ResourcePoweredOn" if seen[1] == "On" else "ResourcePoweredOff", [system],
+                           system, uid)
 
     def _booted(self, uid: str) -> None:
         """A one-time boot override is spent once the unit has booted with it."""
@@ -220,8 +234,16 @@ class Agent:
         for convert in self.hardware.before_sample:
             convert()
         now = self.clock()
-        sweep = sampling.sample(self.sensors, now)
-        sweep[RACK] = self._rack(sweep, now)
+        changes: list = []
+        sweep = sampling.sample(self.sensors, now, changes)
+        sweep[RACK] = self._rack(sweep, now, changes)
+        for uid, part, ok in changes:
+            where = _sensor(uid, part)
+            if ok:
+                self.log.write("ResourceStatusChangedOK", [where, "OK"], where, "" if uid == RACK else uid)
+            else:
+                self.log.write("ResourceStatusChangedWarning", [where, "Warning"], where,
+                               "" if uid == RACK else uid)
         for uid, r in sweep.items():
             window = self.windows[uid]
             if r["power"] is not None:
@@ -229,7 +251,7 @@ class Agent:
             r["power_min"], r["power_avg"], r["power_max"] = window.summary()
         self.store.write_readings(sweep, self.wall())
 
-    def _rack(self, sweep: dict, now: float) -> dict:
+    def _rack(self, sweep: dict, now: float, changes: list) -> dict:
         """The busbar (the sum of the rails), the rack air and the fan, which it drives."""
         live = [r for r in sweep.values() if r["power"] is not None]
         r: dict[str, float | None] = {"power": None, "voltage": None, "current": None,
@@ -246,15 +268,15 @@ class Agent:
         if fan is not None:
             try:
                 r["temperature"] = fan.temperature()
-                sampling.recovered(RACK, self._rack_failing, "temperature")
+                sampling.recovered(RACK, self._rack_failing, "temperature", changes)
             except OSError as e:
-                sampling.failed(RACK, self._rack_failing, "temperature", e)
+                sampling.failed(RACK, self._rack_failing, "temperature", e, changes)
             try:
                 fan.set_duty(self.fan_curve.duty_for(r["temperature"]))
                 r["fan_duty"], r["fan_rpm"] = fan.duty(), fan.rpm()
-                sampling.recovered(RACK, self._rack_failing, "fan")
+                sampling.recovered(RACK, self._rack_failing, "fan", changes)
             except (OSError, ChipError) as e:  # ChipError: a setting that did not stick
-                sampling.failed(RACK, self._rack_failing, "fan", e)
+                sampling.failed(RACK, self._rack_failing, "fan", e, changes)
         return r
 
     # -- commands --------------------------------------------------------------
@@ -317,6 +339,7 @@ class Agent:
         if not self.hw[uid].present():
             raise power.Conflict("the unit is absent; its BMC cannot be reset")
         self.store.set_setting(uid, "bmc_reset", self.wall())
+        self.log.write("ManagerReset", [f"{uid}-BMC", reset_type], f"/redfish/v1/Managers/{uid}-BMC", uid)
 
     # -- the simulation, driven by `redfish-racklet sim` ---------------------------------
     def sim_command(self, op: str, uid: str, value=None) -> dict:
@@ -339,6 +362,18 @@ class Agent:
         log.info("simulation: %s %s %s", op, uid, "" if value is None else value)
         self.observe()
         return {"state": "done", "message": ""}
+
+
+def _chassis(uid: str) -> str:
+    return f"/redfish/v1/Chassis/{uid}"
+
+
+# The Sensor resource that shows a part's readings (the API's ids).
+SENSOR_IDS = {"power": "Power", "temperature": "Temperature", "fan": "Fan"}
+
+
+def _sensor(uid: str, part: str) -> str:
+    return f"/redfish/v1/Chassis/{uid}/Sensors/{SENSOR_IDS.get(part, part)}"
 
 
 def _restored(settings: dict, desired_on: bool) -> bool:

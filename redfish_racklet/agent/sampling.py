@@ -29,8 +29,10 @@ class UnitSensors:
     failing: set = field(default_factory=set)
 
 
-def sample(units: dict[str, UnitSensors], now: float) -> dict[str, dict[str, float | None]]:
-    """One sweep: {unit: {kind: value or None}}; None means unavailable."""
+def sample(units: dict[str, UnitSensors], now: float,
+           changes: list | None = None) -> dict[str, dict[str, float | None]]:
+    """One sweep: {unit: {kind: value or None}}; None means unavailable. Parts that
+    stopped or started answering are appended to ``changes`` as (unit, part, ok)."""
     out: dict[str, dict[str, float | None]] = {}
     for uid, s in units.items():
         r: dict[str, float | None] = {k: None for k in KINDS}
@@ -38,28 +40,32 @@ def sample(units: dict[str, UnitSensors], now: float) -> dict[str, dict[str, flo
             p = s.power_monitor.read()
             r.update(power=p.watts, voltage=p.volts, current=p.amps)
             r["energy"] = s.energy.add(now, p.watts)
-            recovered(uid, s.failing, "power")
+            recovered(uid, s.failing, "power", changes)
         except (OSError, Overflow, ChipError) as e:
             s.energy.gap()
             r["energy"] = s.energy.joules
-            failed(uid, s.failing, "power", e)
+            failed(uid, s.failing, "power", e, changes)
         try:
             r["temperature"] = s.thermometer.read()
-            recovered(uid, s.failing, "temperature")
+            recovered(uid, s.failing, "temperature", changes)
         except (OSError, ChipError) as e:
-            failed(uid, s.failing, "temperature", e)
+            failed(uid, s.failing, "temperature", e, changes)
         out[uid] = r
     return out
 
 
-def failed(name: str, failing: set, part: str, e: Exception) -> None:
+def failed(name: str, failing: set, part: str, e: Exception, changes: list | None = None) -> None:
     """Log a part's failure once, not once per sample."""
     if part not in failing:
         failing.add(part)
         log.warning("%s: %s sensor unavailable: %s", name, part, e)
+        if changes is not None:
+            changes.append((name, part, False))
 
 
-def recovered(name: str, failing: set, part: str) -> None:
+def recovered(name: str, failing: set, part: str, changes: list | None = None) -> None:
     if part in failing:
         failing.discard(part)
         log.warning("%s: %s sensor back", name, part)
+        if changes is not None:
+            changes.append((name, part, True))

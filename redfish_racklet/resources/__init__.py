@@ -5,14 +5,21 @@ One module per Redfish resource family; ``create_app`` registers exactly these.
 
 from . import (account_service, chassis, managers, metadata, sensors, service_root,
                session_service, systems)
+from . import chassis_power, chassis_thermal, power_equipment
+from . import manager_network, system_parts
 
 BLUEPRINTS = [
     service_root.blp,
     metadata.blp,
     systems.blp,
+    system_parts.blp,
     chassis.blp,
+    chassis_power.blp,
+    chassis_thermal.blp,
+    power_equipment.blp,
     sensors.blp,
     managers.blp,
+    manager_network.blp,
     account_service.blp,
     session_service.blp,
 ]

@@ -1,40 +1,103 @@
-"""Chassis: the rack (/redfish/v1/Chassis/Rack) and one tray per unit (Chassis/UnitN)."""
+"""Chassis: the rack (/redfish/v1/Chassis/Rack) and one tray per unit (Chassis/UnitN).
+
+A tray's identify LED is the unit setting 'led' (Off/Lit/Blinking), shown both as the
+deprecated ``IndicatorLED`` (still read by Ansible, sushy, redfishtool) and as
+``LocationIndicatorActive``; both are writable on a tray, and the ComputerSystem of
+the unit shows the same setting. The rack has no LED of its own (the manifest gives
+it none), so Chassis/Rack shows neither property and takes no PATCH.
+"""
 
 from __future__ import annotations
 
 from flask_smorest import Blueprint
+from marshmallow import Schema, fields, validate
 
-from ..web import LOGIN, RedfishView, collection, odata_id
+from ..messages import RedfishError, message
+from ..web import (CONFIGURE_COMPONENTS, LOGIN, RedfishView, check_if_match, check_patch, collection,
+                   json_body, odata_id, render)
+from . import sensors
+from .chassis_power import StrictBoolean
 from .common import not_found, odata_type, store, unit_status
 
 blp = Blueprint("chassis", __name__, description="Rack and trays")
 
-RACK_ID = "Rack"
+RACK_ID = sensors.RACK_ID
+LED_STATES = ("Lit", "Blinking", "Off")  # Resource.IndicatorLED
+LED_DEFAULT = "Off"
+LOCATE_LED = "Lit"  # what LocationIndicatorActive: true switches on (as on the ComputerSystem)
+ASSET_TAG_MAX = 63       # as Systems (the same asset tag, the unit's)
+
+
+def led(uid: str) -> str:
+    return store().settings(uid).get("led", LED_DEFAULT)
+
+
+def _links(*parts: str) -> list[dict]:
+    return [odata_id(*parts)]
+
+
+def _subresources(chassis_id: str) -> dict:
+    base = f"/redfish/v1/Chassis/{chassis_id}"
+    return {name: {"@odata.id": f"{base}/{name}"} for name in
+            ("Power", "Thermal", "PowerSubsystem", "ThermalSubsystem", "EnvironmentMetrics", "Sensors",
+             "Controls")}
+
+
+def _outlet(uid: str) -> dict:
+    return {"@odata.id": f"/redfish/v1/PowerEquipment/ElectricalBuses/Busbar/Outlets/{uid}"}
 
 
 def rack_doc(units: list[dict]) -> dict:
-    return {
+    info = store().rack_info()
+    systems = [odata_id("Systems", u["id"]) for u in units]
+    links = {
+        "Contains": [odata_id("Chassis", u["id"]) for u in units],
+        "Contains@odata.count": len(units),
+        "ComputerSystems": systems,  # the rack wholly contains every unit
+        "ComputerSystems@odata.count": len(systems),
+        "ManagedBy": _links("Managers", "RMC"),
+        "ManagedBy@odata.count": 1,
+        "ManagersInChassis": _links("Managers", "RMC"),
+        "ManagersInChassis@odata.count": 1,
+        # Its supply and fan are in its own PowerSubsystem and ThermalSubsystem, so no
+        # Links.PowerSupplies/Fans (nor the deprecated PoweredBy/CooledBy).
+        "PowerDistribution": {"@odata.id": "/redfish/v1/PowerEquipment/ElectricalBuses/Busbar"},
+    }
+    doc = {
         "@odata.id": f"/redfish/v1/Chassis/{RACK_ID}",
         "@odata.type": odata_type("Chassis"),
         "Id": RACK_ID,
-        "Name": "Racklet rack",
+        "Name": info.get("name") or "Racklet rack",
         "ChassisType": "Rack",
         "Manufacturer": "Racklet",
-        "PowerState": "On",
+        "PowerState": "On",  # the busbar is live while this service runs on the RMC
         "Status": {"State": "Enabled", "Health": "OK"},
-        "Links": {
-            "Contains": [odata_id("Chassis", u["id"]) for u in units],
-            "Contains@odata.count": len(units),
-            "ManagedBy": [odata_id("Managers", "RMC")],
-            "ManagedBy@odata.count": 1,
-        },
+        **_subresources(RACK_ID),
+        "Links": links,
     }
+    if info.get("power_supply_watts") is not None:
+        doc["MaxPowerWatts"] = float(info["power_supply_watts"])
+    return doc
 
 
 def tray_doc(unit: dict) -> dict:
     uid = unit["id"]
     info = unit["info"]
-    return {
+    mode = led(uid)
+    links = {
+        "ContainedBy": odata_id("Chassis", RACK_ID),
+        "ComputerSystems": _links("Systems", uid),
+        "ComputerSystems@odata.count": 1,
+        "ManagedBy": _links("Managers", f"{uid}-BMC"),
+        "ManagedBy@odata.count": 1,
+        "ManagersInChassis": _links("Managers", f"{uid}-BMC"),
+        "ManagersInChassis@odata.count": 1,
+        "PoweredBy": [_outlet(uid)],  # deprecated (for PowerOutlets) but still read by clients
+        "PoweredBy@odata.count": 1,
+        "PowerOutlets": [_outlet(uid)],
+        "PowerOutlets@odata.count": 1,
+    }
+    doc = {
         "@odata.id": f"/redfish/v1/Chassis/{uid}",
         "@odata.type": odata_type("Chassis"),
         "Id": uid,
@@ -43,19 +106,55 @@ def tray_doc(unit: dict) -> dict:
         "Manufacturer": info["manufacturer"],
         "Model": info["model"],
         "SerialNumber": info["serial_number"],
+        "AssetTag": unit["asset_tag"],
         "PowerState": "Off" if unit["power_state"] == "Off" else "On",
+        "IndicatorLED": mode,
+        "LocationIndicatorActive": mode != "Off",
         "Status": unit_status(unit),
-        "Sensors": odata_id("Chassis", uid, "Sensors"),
+        "HotPluggable": True,
         "Location": {"PartLocation": {"ServiceLabel": f"Slot {unit['slot']}", "LocationType": "Slot",
                                       "LocationOrdinalValue": unit["slot"]}},
-        "Links": {
-            "ContainedBy": odata_id("Chassis", RACK_ID),
-            "ComputerSystems": [odata_id("Systems", uid)],
-            "ComputerSystems@odata.count": 1,
-            "ManagedBy": [odata_id("Managers", "RMC")],
-            "ManagedBy@odata.count": 1,
-        },
+        **_subresources(uid),
+        "Links": links,
     }
+    for key, prop in (("part_number", "PartNumber"), ("sku", "SKU")):
+        if info.get(key):
+            doc[prop] = info[key]
+    if info.get("max_watts") is not None:
+        doc["MaxPowerWatts"] = float(info["max_watts"])
+    if sensors.rack_has_fan():
+        doc["ThermalManagedByParent"] = True  # the rack fan cools it (so no Links.Fans here)
+    return doc
+
+
+class TrayPatch(Schema):
+    IndicatorLED = fields.String(required=False, validate=validate.OneOf(LED_STATES, error="list"),
+                                 error_messages={"invalid": "type", "null": "type"})
+    LocationIndicatorActive = StrictBoolean(required=False)
+    AssetTag = fields.String(required=False, validate=validate.Length(max=ASSET_TAG_MAX, error="length"),
+                             error_messages={"invalid": "type", "null": "type"})
+
+
+def new_led(current: str, changes: dict) -> str:
+    """The LED after a PATCH of IndicatorLED and/or LocationIndicatorActive (they must
+    agree). The same rule as the ComputerSystem's, so both views set the LED alike."""
+    led_asked = changes.get("IndicatorLED")
+    active = changes.get("LocationIndicatorActive")
+    if led_asked is not None and active is not None and (led_asked != "Off") != active:
+        raise RedfishError(400, [message("PropertyValueConflict", "LocationIndicatorActive", "IndicatorLED",
+                                         related=["#/LocationIndicatorActive", "#/IndicatorLED"])])
+    if led_asked is not None:
+        return led_asked
+    if active is not None:
+        return LOCATE_LED if active else "Off"
+    return current
+
+
+def _tray(chassis_id: str) -> dict:
+    unit = store().unit(chassis_id)
+    if unit is None:
+        raise not_found("Chassis", chassis_id)
+    return unit
 
 
 @blp.route("/redfish/v1/Chassis")
@@ -69,15 +168,36 @@ class ChassisCollection(RedfishView):
                           [f"/redfish/v1/Chassis/{i}" for i in ids])
 
 
-@blp.route("/redfish/v1/Chassis/<chassis_id>")
-class Chassis(RedfishView):
+@blp.route(f"/redfish/v1/Chassis/{RACK_ID}")
+class Rack(RedfishView):
     privileges = {"GET": LOGIN}
     cacheable = True
 
+    def get(self):
+        return rack_doc(store().units())
+
+
+@blp.route("/redfish/v1/Chassis/<chassis_id>")
+class Chassis(RedfishView):
+    privileges = {"GET": LOGIN, "PATCH": CONFIGURE_COMPONENTS}
+    cacheable = True
+
     def get(self, chassis_id):
-        if chassis_id == RACK_ID:
+        if chassis_id == RACK_ID:  # only reached through $expand or a direct call
             return rack_doc(store().units())
-        unit = store().unit(chassis_id)
-        if unit is None:
-            raise not_found("Chassis", chassis_id)
-        return tray_doc(unit)
+        return tray_doc(_tray(chassis_id))
+
+    def patch(self, chassis_id):
+        if chassis_id == RACK_ID:  # the Rack's own rule has no PATCH: the router fell through to here
+            raise RedfishError.of(405, "OperationNotAllowed", headers={"Allow": "GET, HEAD"})
+        unit = _tray(chassis_id)
+        current = tray_doc(unit)
+        check_if_match(current)
+        changes = check_patch(json_body(), TrayPatch(), current)
+        mode = new_led(led(chassis_id), changes)
+        with store().tx():  # all or nothing
+            if "AssetTag" in changes:
+                store().set_asset_tag(chassis_id, changes["AssetTag"])
+            if mode != led(chassis_id):
+                store().set_setting(chassis_id, "led", mode)
+        return render(tray_doc(_tray(chassis_id)))

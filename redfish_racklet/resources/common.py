@@ -26,10 +26,33 @@ VERSIONS = {
     "ActionInfo": "v1_5_0",
     "JsonSchemaFile": "v1_1_5",
     "Sensor": "v1_12_0",
+    "Processor": "v1_22_0",
+    "EthernetInterface": "v1_12_4",
+    "Storage": "v1_21_0",
+    "Drive": "v1_22_0",
+    "SimpleStorage": "v1_3_2",
+    "ManagerNetworkProtocol": "v1_12_0",
+    "Power": "v1_7_3",
+    "Thermal": "v1_7_3",
+    "PowerSubsystem": "v1_1_3",
+    "PowerSupply": "v1_6_0",
+    "ThermalSubsystem": "v1_5_0",
+    "ThermalMetrics": "v1_3_2",
+    "Fan": "v1_6_0",
+    "EnvironmentMetrics": "v1_5_0",
+    "Control": "v1_7_0",
+    "PowerEquipment": "v1_2_3",
+    "PowerDistribution": "v1_6_0",
+    "PowerDistributionMetrics": "v1_4_0",
+    "Outlet": "v1_4_4",
 }
 COLLECTIONS = ("ComputerSystemCollection", "ChassisCollection", "ManagerCollection",
                "ManagerAccountCollection", "RoleCollection", "SessionCollection",
-               "JsonSchemaFileCollection", "SensorCollection")
+               "JsonSchemaFileCollection", "SensorCollection",
+               "ProcessorCollection", "EthernetInterfaceCollection", "StorageCollection",
+               "SimpleStorageCollection", "LogServiceCollection",
+               "PowerSupplyCollection", "FanCollection", "ControlCollection",
+               "PowerDistributionCollection", "OutletCollection")
 
 
 def odata_type(name: str) -> str:
@@ -77,4 +100,15 @@ def unit_status(unit: dict) -> dict:
         return {"State": "Absent"}
     state = {"On": "Enabled", "PoweringOn": "Starting", "PoweringOff": "Disabled",
              "Off": "Disabled"}[unit["power_state"]]
-    return {"State": state, "Health": "OK"}
+    return {"State": state, "Health": unit_health(unit["id"])}
+
+
+def unit_health(unit_id: str) -> str:
+    """Critical when the tray's rail/presence lines do not answer (the agent cannot
+    switch it); Warning when one of its sensors does not; OK otherwise."""
+    if "fault" in store().settings(unit_id):
+        return "Critical"
+    readings = store().readings(unit_id)
+    if any(readings.get(k, {}).get("value", 0) is None for k in ("power", "temperature")):
+        return "Warning"
+    return "OK"

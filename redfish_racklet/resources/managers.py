@@ -1,18 +1,131 @@
-"""Managers: the Rack Management Controller running this service (Managers/RMC)."""
+"""Managers: the Rack Management Controller running this service (Managers/RMC) and one
+BMC per unit (Managers/UnitN-BMC), with their Reset action and log services.
+
+The RMC manages the rack chassis and the unit BMCs; each unit BMC manages its unit's
+system and tray. A unit BMC is a microcontroller on the SMBus backplane: it has no
+network of its own (see ``manager_network``), and its reset is a command to the agent.
+Resetting the RMC restarts this service's API workers without dropping the service.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import os
+import signal
 
+from flask import request
 from flask_smorest import Blueprint
 
 from .. import __version__
-from ..web import LOGIN, RedfishView, collection, odata_id
-from .common import not_found, odata_type, store
+from ..agent import client
+from ..messages import RedfishError, message
+from ..web import CONFIGURE_MANAGER, LOGIN, RedfishView, collection, json_body, json_response, odata_id
+from .common import not_found, odata_type, state_dir, store, unit_uuid
 
 blp = Blueprint("managers", __name__, description="Managers")
 
 RMC_ID = "RMC"
+BMC_SUFFIX = "-BMC"
+RESET_ACTION = "#Manager.Reset"
+# Both restart the manager, as in bmcweb (which maps both to the BMC's reboot): the RMC
+# has no harder way to restart its workers than gunicorn's graceful reload.
+MANAGER_RESET_TYPES = ("GracefulRestart", "ForceRestart")
+DEFAULT_RESET_TYPE = "GracefulRestart"  # the schema lets a Reset omit ResetType
+
+
+def bmc_id(unit_id: str) -> str:
+    return f"{unit_id}{BMC_SUFFIX}"
+
+
+def manager_unit(manager_id: str) -> dict | None:
+    """The unit whose BMC ``manager_id`` is; None for the RMC. 404 for anything else."""
+    if manager_id == RMC_ID:
+        return None
+    unit = store().unit(manager_id[:-len(BMC_SUFFIX)]) if manager_id.endswith(BMC_SUFFIX) else None
+    if unit is None:
+        raise not_found("Manager", manager_id)
+    return unit
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()
+
+
+def _reset_action(manager_id: str) -> dict:
+    base = f"/redfish/v1/Managers/{manager_id}"
+    return {RESET_ACTION: {"target": f"{base}/Actions/Manager.Reset",
+                           "ResetType@Redfish.AllowableValues": list(MANAGER_RESET_TYPES),
+                           "@Redfish.ActionInfo": f"{base}/ResetActionInfo"}}
+
+
+def rmc_doc(units: list[dict]) -> dict:
+    base = f"/redfish/v1/Managers/{RMC_ID}"
+    bmcs = [odata_id("Managers", bmc_id(u["id"])) for u in units]
+    return {
+        "@odata.id": base,
+        "@odata.type": odata_type("Manager"),
+        "Id": RMC_ID,
+        "Name": "Rack Management Controller",
+        "ManagerType": "RackManager",
+        "Manufacturer": "Racklet",
+        "Model": "redfish-racklet",
+        "FirmwareVersion": __version__,
+        "UUID": store().service_uuid(),
+        "ServiceEntryPointUUID": store().service_uuid(),
+        "DateTime": _now(),
+        "DateTimeLocalOffset": "+00:00",
+        "Status": {"State": "Enabled", "Health": "OK"},
+        "NetworkProtocol": {"@odata.id": f"{base}/NetworkProtocol"},
+        "EthernetInterfaces": {"@odata.id": f"{base}/EthernetInterfaces"},
+        "LogServices": {"@odata.id": f"{base}/LogServices"},
+        "Links": {
+            "ManagerForChassis": [odata_id("Chassis", "Rack")],
+            "ManagerForChassis@odata.count": 1,
+            "ManagerForManagers": bmcs,
+            "ManagerForManagers@odata.count": len(bmcs),
+            "ManagerInChassis": odata_id("Chassis", "Rack"),
+        },
+        "Actions": _reset_action(RMC_ID),
+    }
+
+
+def bmc_doc(unit: dict) -> dict:
+    uid = unit["id"]
+    mid = bmc_id(uid)
+    base = f"/redfish/v1/Managers/{mid}"
+    bmc = unit["info"].get("bmc", {})
+    doc = {
+        "@odata.id": base,
+        "@odata.type": odata_type("Manager"),
+        "Id": mid,
+        "Name": f"BMC of {uid}",
+        "Description": f"The board management controller on the tray in slot {unit['slot']}",
+        "ManagerType": "BMC",
+        "Manufacturer": "Racklet",
+        "Model": bmc.get("model") or "racklet-bmc",
+        "FirmwareVersion": bmc.get("firmware_version"),  # null until the BMC reports it
+        "UUID": unit_uuid(mid),
+        "DateTime": _now(),  # the RMC's clock: the BMC keeps none of its own
+        "DateTimeLocalOffset": "+00:00",
+        "Status": {"State": "Enabled", "Health": "OK"} if unit["present"] else {"State": "Absent"},
+        "NetworkProtocol": {"@odata.id": f"{base}/NetworkProtocol"},
+        "LogServices": {"@odata.id": f"{base}/LogServices"},
+        "Links": {
+            "ManagerForServers": [odata_id("Systems", uid)],
+            "ManagerForServers@odata.count": 1,
+            "ManagerForChassis": [odata_id("Chassis", uid)],
+            "ManagerForChassis@odata.count": 1,
+            "ManagerInChassis": odata_id("Chassis", uid),
+            "ManagedBy": [odata_id("Managers", RMC_ID)],
+            "ManagedBy@odata.count": 1,
+        },
+        "Actions": _reset_action(mid),
+    }
+    last_reset = store().settings(uid).get("bmc_reset")
+    if last_reset is not None:
+        doc["LastResetTime"] = dt.datetime.fromtimestamp(float(last_reset), dt.timezone.utc) \
+            .replace(microsecond=0).isoformat()
+    return doc
 
 
 @blp.route("/redfish/v1/Managers")
@@ -21,38 +134,96 @@ class Managers(RedfishView):
     cacheable = True
 
     def get(self):
+        ids = [RMC_ID] + [bmc_id(u["id"]) for u in store().units()]
         return collection("ManagerCollection", "Manager Collection", "/redfish/v1/Managers",
-                          [f"/redfish/v1/Managers/{RMC_ID}"])
+                          [f"/redfish/v1/Managers/{i}" for i in ids])
 
 
 @blp.route("/redfish/v1/Managers/<manager_id>")
 class Manager(RedfishView):
-    privileges = {"GET": LOGIN}
+    privileges = {"GET": LOGIN}  # DateTime: not cacheable
 
     def get(self, manager_id):
-        if manager_id != RMC_ID:
-            raise not_found("Manager", manager_id)
-        units = store().units()
-        now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+        unit = manager_unit(manager_id)
+        return rmc_doc(store().units()) if unit is None else bmc_doc(unit)
+
+
+@blp.route("/redfish/v1/Managers/<manager_id>/ResetActionInfo")
+class ResetActionInfo(RedfishView):
+    privileges = {"GET": LOGIN}
+    cacheable = True
+
+    def get(self, manager_id):
+        manager_unit(manager_id)
         return {
-            "@odata.id": f"/redfish/v1/Managers/{RMC_ID}",
-            "@odata.type": odata_type("Manager"),
-            "Id": RMC_ID,
-            "Name": "Rack Management Controller",
-            "ManagerType": "RackManager",
-            "Manufacturer": "Racklet",
-            "Model": "redfish-racklet",
-            "FirmwareVersion": __version__,
-            "UUID": store().service_uuid(),
-            "ServiceEntryPointUUID": store().service_uuid(),
-            "DateTime": now.isoformat(),
-            "DateTimeLocalOffset": "+00:00",
-            "Status": {"State": "Enabled", "Health": "OK"},
-            "Links": {
-                "ManagerForChassis": [odata_id("Chassis", "Rack")] + [odata_id("Chassis", u["id"]) for u in units],
-                "ManagerForChassis@odata.count": len(units) + 1,
-                "ManagerForServers": [odata_id("Systems", u["id"]) for u in units],
-                "ManagerForServers@odata.count": len(units),
-                "ManagerInChassis": odata_id("Chassis", "Rack"),
-            },
+            "@odata.id": f"/redfish/v1/Managers/{manager_id}/ResetActionInfo",
+            "@odata.type": odata_type("ActionInfo"),
+            "Id": "ResetActionInfo",
+            "Name": "Reset Action Info",
+            "Parameters": [{"Name": "ResetType", "Required": False, "DataType": "String",
+                            "AllowableValues": list(MANAGER_RESET_TYPES)}],
         }
+
+
+@blp.route("/redfish/v1/Managers/<manager_id>/Actions/Manager.Reset")
+class Reset(RedfishView):
+    privileges = {"POST": CONFIGURE_MANAGER}
+
+    def post(self, manager_id):
+        unit = manager_unit(manager_id)
+        reset_type = manager_reset_type(json_body())
+        if unit is None:
+            return _restart_workers(reset_type)
+        _bmc_reset(unit["id"], reset_type)
+        return json_response({"@Message.ExtendedInfo": [message("Success")]})
+
+
+def manager_reset_type(body: dict) -> str:
+    action = "Manager.Reset"
+    unknown = [k for k in body if k != "ResetType" and not k.startswith("@")]
+    if unknown:
+        raise RedfishError.of(400, "ActionParameterUnknown", action, unknown[0])
+    value = body.get("ResetType", DEFAULT_RESET_TYPE)
+    if not isinstance(value, str):
+        raise RedfishError.of(400, "ActionParameterValueTypeError", value, "ResetType", action)
+    if value not in MANAGER_RESET_TYPES:
+        raise RedfishError.of(400, "ActionParameterValueNotInList", value, "ResetType", action)
+    return value
+
+
+def _bmc_reset(unit_id: str, reset_type: str) -> None:
+    try:
+        result = client.run_command(store(), state_dir(), unit_id, f"bmc_reset:{reset_type}")
+    except client.AgentUnavailable:
+        raise RedfishError.of(503, "ServiceTemporarilyUnavailable", 5, headers={"Retry-After": "5"}) from None
+    if result["state"] != "done":
+        err = message("ActionParameterValueConflict", "ResetType", reset_type)
+        err["Resolution"] = f"The BMC cannot do this now: {result['message']}."
+        raise RedfishError(409, [err])
+
+
+def _restart_workers(reset_type: str):
+    """Answer first, then ask the gunicorn arbiter (this worker's parent) to reload its
+    workers: it starts new ones and lets the old ones finish their requests, keeping
+    its listening socket, so the service never stops answering (the schema asks a
+    manager that provides the service to answer before it resets)."""
+    arbiter = os.getppid()
+    if not request.environ.get("SERVER_SOFTWARE", "").startswith("gunicorn/") or arbiter <= 1:
+        err = message("ActionParameterValueConflict", "ResetType", reset_type)
+        err["Resolution"] = "The service does not run under its own gunicorn arbiter; restart it from outside."
+        raise RedfishError(409, [err])
+    response = json_response({"@Message.ExtendedInfo": [message("Success")]})
+    response.call_on_close(lambda: os.kill(arbiter, signal.SIGHUP))
+    return response
+
+
+@blp.route("/redfish/v1/Managers/<manager_id>/LogServices")
+class LogServices(RedfishView):
+    """Empty for now: the logs themselves arrive with a later issue."""
+    privileges = {"GET": LOGIN}
+    cacheable = True
+
+    def get(self, manager_id):
+        manager_unit(manager_id)
+        return collection("LogServiceCollection", "Log Service Collection",
+                          f"/redfish/v1/Managers/{manager_id}/LogServices", [])

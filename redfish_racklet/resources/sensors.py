@@ -1,9 +1,19 @@
-"""Sensors of a tray (Chassis/UnitN/Sensors): power, voltage, current, temperature and
-energy of the unit, as the agent last sampled them through the real drivers."""
+"""Sensors (Chassis/<id>/Sensors): every reading of the rack, one Sensor resource each.
+
+A tray (Chassis/UnitN) has its rail's power, voltage, current and energy (its INA2xx)
+and its board temperature (its TMP102). The rack (Chassis/Rack) has the busbar's power,
+voltage, current and energy (synthesized by the agent from the rails), the rack air
+temperature and the fan (both from the fan controller).
+
+This module is the one place a reading becomes a number on the wire: every other view
+of the same reading (legacy Power/Thermal, EnvironmentMetrics, Outlets, Controls) calls
+``value``/``excerpt`` here, so they can never disagree with the Sensor.
+"""
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 from flask_smorest import Blueprint
 
@@ -12,46 +22,219 @@ from .common import not_found, odata_type, store
 
 blp = Blueprint("sensors", __name__, description="Sensors")
 
-# id: (store kind, ReadingType, ReadingUnits, PhysicalContext, digits)
-SENSORS = {
-    "Power": ("power", "Power", "W", "PowerSupply", 3),
-    "Voltage": ("voltage", "Voltage", "V", "PowerSupply", 3),
-    "Current": ("current", "Current", "A", "PowerSupply", 4),
-    "Temperature": ("temperature", "Temperature", "Cel", "SystemBoard", 2),
-    "Energy": ("energy", "EnergyJoules", "J", "PowerSupply", 1),
+RACK_ID = "Rack"
+FAN_ID = "Fan1"            # the rack fan: Sensor id and ThermalSubsystem/Fans id
+JOULES_PER_KWH = 3.6e6
+AVERAGING_INTERVAL = "PT1M"  # the agent's power_min/avg/max window (PowerMetrics IntervalInMin 1)
+
+# Thresholds, as (Sensor.Thresholds name, reading). Upper ones trip when rising,
+# lower ones when falling.
+# A Raspberry Pi 4 throttles its SoC at 80 °C (soft) and 85 °C (hard); the board
+# sensor sits beside it, so caution at 70, critical at 80, fatal at 85.
+PI4_BOARD_C = (("UpperCaution", 70.0), ("UpperCritical", 80.0), ("UpperFatal", 85.0))
+# A 5 V USB rail: ±5 % is the USB tolerance; a Pi 4 flags under-voltage below 4.63 V.
+RAIL_5V = (("LowerCritical", 4.63), ("LowerCaution", 4.75), ("UpperCaution", 5.25),
+           ("UpperCritical", 5.5))
+# The air in the rack: a Pi 4 is rated for 0–50 °C ambient.
+RACK_AIR_C = (("UpperCaution", 40.0), ("UpperCritical", 45.0), ("UpperFatal", 50.0))
+
+# Thresholds name -> the legacy Power/Thermal property for the same limit.
+LEGACY_THRESHOLDS = {
+    "UpperCaution": "UpperThresholdNonCritical", "UpperCritical": "UpperThresholdCritical",
+    "UpperFatal": "UpperThresholdFatal", "LowerCaution": "LowerThresholdNonCritical",
+    "LowerCritical": "LowerThresholdCritical", "LowerFatal": "LowerThresholdFatal",
 }
+_SEVERITY = {"Caution": "Warning", "Critical": "Critical", "Fatal": "Critical"}
 
 
-def _unit(chassis_id: str) -> dict:
-    unit = store().unit(chassis_id)
-    if unit is None:
+@dataclass(frozen=True)
+class Spec:
+    kind: str                  # the store's reading kind
+    reading_type: str          # Sensor.ReadingType
+    units: str                 # ReadingUnits (UCUM)
+    context: str               # PhysicalContext
+    digits: int                # rounding on the wire
+    name: str                  # what it measures, for Name
+    implementation: str = "PhysicalSensor"
+    scale: float = 1.0
+    thresholds: tuple = ()
+    interval: bool = False     # has power_min/avg/max over AVERAGING_INTERVAL
+
+
+UNIT_SENSORS = {
+    "Power": Spec("power", "Power", "W", "PowerSupply", 3, "rail power", interval=True),
+    "Voltage": Spec("voltage", "Voltage", "V", "PowerSupply", 3, "rail voltage", thresholds=RAIL_5V),
+    "Current": Spec("current", "Current", "A", "PowerSupply", 4, "rail current"),
+    "Temperature": Spec("temperature", "Temperature", "Cel", "SystemBoard", 2, "board temperature",
+                        thresholds=PI4_BOARD_C),
+    "Energy": Spec("energy", "EnergyJoules", "J", "PowerSupply", 1, "energy", "Synthesized"),
+    "EnergykWh": Spec("energy", "EnergykWh", "kW.h", "PowerSupply", 9, "energy (kWh)", "Synthesized",
+                      scale=1 / JOULES_PER_KWH),
+}
+SENSORS = UNIT_SENSORS  # the name the first version of this module used
+
+# The busbar is the sum of the rails (the agent adds them up): synthesized readings.
+RACK_SENSORS = {
+    "Power": Spec("power", "Power", "W", "DCBus", 3, "busbar power", "Synthesized", interval=True),
+    "Voltage": Spec("voltage", "Voltage", "V", "DCBus", 3, "busbar voltage", "Synthesized",
+                    thresholds=RAIL_5V),
+    "Current": Spec("current", "Current", "A", "DCBus", 4, "busbar current", "Synthesized"),
+    "Energy": Spec("energy", "EnergyJoules", "J", "DCBus", 1, "busbar energy", "Synthesized"),
+    "EnergykWh": Spec("energy", "EnergykWh", "kW.h", "DCBus", 9, "busbar energy (kWh)", "Synthesized",
+                      scale=1 / JOULES_PER_KWH),
+    "Temperature": Spec("temperature", "Temperature", "Cel", "Chassis", 2, "rack air temperature",
+                        thresholds=RACK_AIR_C),
+    # Percent of the fan's rated speed (what DMTF asks fan sensors to report); SpeedRPM beside it.
+    FAN_ID: Spec("fan_rpm", "Percent", "%", "Fan", 1, "fan speed"),
+}
+_FAN_PARTS = ("Temperature", FAN_ID)  # measured by the fan controller: only with a fan
+
+
+def rack_has_fan() -> bool:
+    return bool(store().rack_info().get("fan"))
+
+
+def specs(chassis_id: str) -> dict[str, Spec]:
+    """The sensors of a chassis (404 for an unknown one)."""
+    if chassis_id == RACK_ID:
+        if rack_has_fan():
+            return RACK_SENSORS
+        return {k: v for k, v in RACK_SENSORS.items() if k not in _FAN_PARTS}
+    if store().unit(chassis_id) is None:
         raise not_found("Chassis", chassis_id)
-    return unit
+    return UNIT_SENSORS
 
 
-def sensor_doc(unit: dict, sensor_id: str, reading: dict | None) -> dict:
-    kind, rtype, units, context, digits = SENSORS[sensor_id]
-    value = None if reading is None else reading["value"]
-    if not unit["present"]:
-        status = {"State": "Absent"}
-        value = None
-    elif value is None:
-        status = {"State": "Enabled", "Health": "Warning"}  # the sensor does not answer
-    else:
-        status = {"State": "Enabled", "Health": "OK"}
+def _present(chassis_id: str) -> bool:
+    if chassis_id == RACK_ID:
+        return True
+    unit = store().unit(chassis_id)
+    return unit is not None and unit["present"]
+
+
+def _raw(chassis_id: str, kind: str) -> dict | None:
+    return store().readings(chassis_id).get(kind)
+
+
+def _convert(spec: Spec, raw: float | None) -> float | None:
+    if raw is None:
+        return None
+    if spec.kind == "fan_rpm":
+        max_rpm = store().rack_info().get("fan_max_rpm")
+        return round(100.0 * raw / max_rpm, spec.digits) if max_rpm else None
+    return round(raw * spec.scale, spec.digits)
+
+
+def value(chassis_id: str, sensor_id: str) -> float | None:
+    """The reading of a sensor as every view shows it; None when it does not answer."""
+    spec = specs(chassis_id).get(sensor_id)
+    if spec is None or not _present(chassis_id):
+        return None
+    raw = _raw(chassis_id, spec.kind)
+    return _convert(spec, None if raw is None else raw["value"])
+
+
+def interval(chassis_id: str) -> dict[str, float | None]:
+    """Minimum, average and maximum power over the last minute (the Power sensor's)."""
+    spec = specs(chassis_id)["Power"]
+    out = {}
+    for key in ("power_min", "power_avg", "power_max"):
+        raw = _raw(chassis_id, key) if _present(chassis_id) else None
+        out[key] = _convert(spec, None if raw is None else raw["value"])
+    return out
+
+
+def fan_rpm() -> float | None:
+    raw = _raw(RACK_ID, "fan_rpm")
+    return None if raw is None or raw["value"] is None else round(raw["value"])
+
+
+def uri(chassis_id: str, sensor_id: str) -> str:
+    return f"/redfish/v1/Chassis/{chassis_id}/Sensors/{sensor_id}"
+
+
+def excerpt(chassis_id: str, sensor_id: str) -> dict:
+    """A SensorExcerpt (and its kin: power, voltage, current): the reading with a link to its Sensor."""
+    return {"DataSourceUri": uri(chassis_id, sensor_id), "Reading": value(chassis_id, sensor_id)}
+
+
+def fan_excerpt() -> dict:
+    """The rack fan as a SensorFanExcerpt: percent of its rated speed, and RPM."""
+    return dict(excerpt(RACK_ID, FAN_ID), SpeedRPM=fan_rpm())
+
+
+def energy_kwh_excerpt(chassis_id: str) -> dict:
+    """A SensorEnergykWhExcerpt: the energy counter in kWh (it never resets: Lifetime too)."""
+    doc = excerpt(chassis_id, "EnergykWh")
+    doc["LifetimeReading"] = doc["Reading"]
+    return doc
+
+
+def thresholds(spec: Spec) -> dict:
+    return {name: {"Reading": reading, "Activation": "Increasing" if name.startswith("Upper") else "Decreasing"}
+            for name, reading in spec.thresholds}
+
+
+def legacy_thresholds(spec: Spec) -> dict:
+    """The same limits as the legacy Power/Thermal properties (UpperThresholdCritical…)."""
+    return {LEGACY_THRESHOLDS[name]: reading for name, reading in spec.thresholds}
+
+
+def health(spec: Spec, reading: float | None) -> str:
+    """OK, or Warning/Critical when the reading is past a threshold; Warning when silent."""
+    if reading is None:
+        return "Warning"  # the sensor does not answer
+    worst = "OK"
+    for name, limit in spec.thresholds:
+        crossed = reading >= limit if name.startswith("Upper") else reading <= limit
+        if crossed:
+            level = _SEVERITY[name.removeprefix("Upper").removeprefix("Lower")]
+            if level == "Critical" or worst == "OK":
+                worst = level
+    return worst
+
+
+def status(chassis_id: str, sensor_id: str) -> dict:
+    """Status of a sensor: Absent with its tray, else Enabled with the health of its reading."""
+    if not _present(chassis_id):
+        return {"State": "Absent"}
+    return {"State": "Enabled", "Health": health(specs(chassis_id)[sensor_id], value(chassis_id, sensor_id))}
+
+
+def _timestamp(epoch: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(epoch))
+
+
+def sensor_doc(chassis_id: str, sensor_id: str) -> dict:
+    spec = specs(chassis_id)[sensor_id]
+    reading = value(chassis_id, sensor_id)
+    owner = "Rack" if chassis_id == RACK_ID else chassis_id
     doc = {
-        "@odata.id": f"/redfish/v1/Chassis/{unit['id']}/Sensors/{sensor_id}",
+        "@odata.id": uri(chassis_id, sensor_id),
         "@odata.type": odata_type("Sensor"),
         "Id": sensor_id,
-        "Name": f"{unit['id']} {sensor_id.lower()}",
-        "ReadingType": rtype,
-        "ReadingUnits": units,
-        "PhysicalContext": context,
-        "Reading": None if value is None else round(value, digits),
-        "Status": status,
+        "Name": f"{owner} {spec.name}",
+        "ReadingType": spec.reading_type,
+        "ReadingUnits": spec.units,
+        "PhysicalContext": spec.context,
+        "Implementation": spec.implementation,
+        "Reading": reading,
+        "Status": status(chassis_id, sensor_id),
     }
-    if reading is not None:
-        doc["ReadingTime"] = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(reading["updated"]))
+    raw = _raw(chassis_id, spec.kind)
+    if raw is not None and _present(chassis_id):
+        doc["ReadingTime"] = _timestamp(raw["updated"])
+    if spec.thresholds:
+        doc["Thresholds"] = thresholds(spec)
+    if spec.interval:
+        stats = interval(chassis_id)
+        doc.update({"AverageReading": stats["power_avg"], "AveragingInterval": AVERAGING_INTERVAL,
+                    "LowestIntervalReading": stats["power_min"], "PeakIntervalReading": stats["power_max"]})
+    if sensor_id == FAN_ID:
+        doc["SpeedRPM"] = fan_rpm()
+        doc["ReadingRangeMin"], doc["ReadingRangeMax"] = 0, 100
+        doc["RelatedItem"] = [{"@odata.id": f"/redfish/v1/Chassis/{RACK_ID}/ThermalSubsystem/Fans/{FAN_ID}"}]
+        doc["RelatedItem@odata.count"] = 1
     return doc
 
 
@@ -61,9 +244,8 @@ class Sensors(RedfishView):
     cacheable = True
 
     def get(self, chassis_id):
-        uid = _unit(chassis_id)["id"]
-        base = f"/redfish/v1/Chassis/{uid}/Sensors"
-        return collection("SensorCollection", "Sensors", base, [f"{base}/{s}" for s in SENSORS])
+        base = f"/redfish/v1/Chassis/{chassis_id}/Sensors"
+        return collection("SensorCollection", "Sensors", base, [f"{base}/{s}" for s in specs(chassis_id)])
 
 
 @blp.route("/redfish/v1/Chassis/<chassis_id>/Sensors/<sensor_id>")
@@ -72,7 +254,6 @@ class Sensor(RedfishView):
     cacheable = True
 
     def get(self, chassis_id, sensor_id):
-        unit = _unit(chassis_id)
-        if sensor_id not in SENSORS:
+        if sensor_id not in specs(chassis_id):
             raise not_found("Sensor", sensor_id)
-        return sensor_doc(unit, sensor_id, store().readings(unit["id"]).get(SENSORS[sensor_id][0]))
+        return sensor_doc(chassis_id, sensor_id)

@@ -40,6 +40,7 @@ class ServiceRoot(RedfishView):
             "Systems": odata_id("Systems"),
             "Chassis": odata_id("Chassis"),
             "Managers": odata_id("Managers"),
+            "PowerEquipment": odata_id("PowerEquipment"),
             "AccountService": odata_id("AccountService"),
             "SessionService": odata_id("SessionService"),
             "JsonSchemas": odata_id("JsonSchemas"),

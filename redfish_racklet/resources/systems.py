@@ -1,13 +1,21 @@
-"""ComputerSystem: the compute units (/redfish/v1/Systems/UnitN), their Reset action.
+"""ComputerSystem: the compute units (/redfish/v1/Systems/UnitN), their Reset action,
+their identify LED and their boot override.
 
 A GET reads the state the agent observed; a Reset asks the agent (the only owner
-of the power rails) and answers once the agent has acted or refused.
+of the power rails) and answers once the agent has acted or refused. The LED and
+the boot override are desired settings: a PATCH stores them (settings 'led' and
+'boot') and the agent applies them. Processors, interfaces and storage of a unit
+are in ``system_parts``.
 """
 
 from __future__ import annotations
 
+import json
+import re
+import urllib.parse
+
 from flask_smorest import Blueprint
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, ValidationError, fields, validate
 
 from ..agent import client
 from ..agent.power import RESET_TYPES
@@ -21,10 +29,47 @@ blp = Blueprint("systems", __name__, description="Compute units")
 RESET_ACTION = "#ComputerSystem.Reset"
 ASSET_TAG_MAX = 63
 
+# The tray's identify LED (setting 'led'). IndicatorLED's "Unknown" is deprecated and
+# never settable; LocationIndicatorActive is the same LED seen as a boolean.
+LED_STATES = ("Lit", "Blinking", "Off")
+LED_DEFAULT = "Off"
+
+# Boot override (setting 'boot'). Targets a Raspberry Pi can boot from: its network
+# boot (PXE, or UEFI HTTP boot with the Pi UEFI firmware), a USB or NVMe/SATA disk
+# behind USB (Hdd), the SD card, or no override.
+BOOT_TARGETS = ("None", "Pxe", "UefiHttp", "Hdd", "SDCard", "Usb")
+BOOT_ENABLED = ("Disabled", "Once", "Continuous")
+BOOT_MODES = ("UEFI", "Legacy")
+BOOT_DEFAULT = {"target": "None", "enabled": "Disabled", "mode": "UEFI", "uri": ""}
+# Boot property -> (key in the setting, allowed values)
+BOOT_ENUMS = {
+    "BootSourceOverrideTarget": ("target", BOOT_TARGETS),
+    "BootSourceOverrideEnabled": ("enabled", BOOT_ENABLED),
+    "BootSourceOverrideMode": ("mode", BOOT_MODES),
+}
+BOOT_READ_ONLY = ("UefiTargetBootSourceOverride",)  # shown (the OCP profile reads it), never set
+HTTP_BOOT_URI_MAX = 2048
+
+
+class StrictBoolean(fields.Boolean):
+    """A JSON boolean: not 0/1, not "true"."""
+
+    def __init__(self, **kw):
+        kw.setdefault("error_messages", {"invalid": "type", "null": "type"})
+        super().__init__(**kw)
+
+    def _deserialize(self, value, attr, data, **kw):
+        if not isinstance(value, bool):
+            raise ValidationError("type")
+        return value
+
 
 class SystemPatch(Schema):
     AssetTag = fields.String(required=False, validate=validate.Length(max=ASSET_TAG_MAX, error="length"),
                              error_messages={"invalid": "type", "null": "type"})
+    IndicatorLED = fields.String(validate=validate.OneOf(LED_STATES, error="list"),
+                                 error_messages={"invalid": "type", "null": "type"})
+    LocationIndicatorActive = StrictBoolean()
 
 
 def _unit(system_id: str) -> dict:
@@ -34,10 +79,39 @@ def _unit(system_id: str) -> dict:
     return unit
 
 
+def led_state(uid: str) -> str:
+    return store().settings(uid).get("led", LED_DEFAULT)
+
+
+def boot_setting(uid: str) -> dict:
+    return dict(BOOT_DEFAULT, **store().settings(uid).get("boot", {}))
+
+
+def parts_status(unit: dict) -> dict:
+    """Status of what is built into a unit (CPU, memory, NIC, SD card): there when the
+    unit is, whatever its power state (as bmcweb reports inventory)."""
+    return {"State": "Enabled", "Health": "OK"} if unit["present"] else {"State": "Absent"}
+
+
+def boot_doc(boot: dict) -> dict:
+    return {
+        "BootSourceOverrideTarget": boot["target"],
+        "BootSourceOverrideTarget@Redfish.AllowableValues": list(BOOT_TARGETS),
+        "BootSourceOverrideEnabled": boot["enabled"],
+        "BootSourceOverrideEnabled@Redfish.AllowableValues": list(BOOT_ENABLED),
+        "BootSourceOverrideMode": boot["mode"],
+        "BootSourceOverrideMode@Redfish.AllowableValues": list(BOOT_MODES),
+        "HttpBootUri": boot["uri"] or None,
+        "UefiTargetBootSourceOverride": None,
+    }
+
+
 def system_doc(unit: dict) -> dict:
     uid = unit["id"]
     base = f"/redfish/v1/Systems/{uid}"
     info = unit["info"]
+    cpu = info.get("processor", {})
+    led = led_state(uid)
     return {
         "@odata.id": base,
         "@odata.type": odata_type("ComputerSystem"),
@@ -47,14 +121,32 @@ def system_doc(unit: dict) -> dict:
         "Manufacturer": info["manufacturer"],
         "Model": info["model"],
         "SerialNumber": info["serial_number"],
+        "PartNumber": info.get("part_number", ""),
+        "SKU": info.get("sku", ""),
         "AssetTag": unit["asset_tag"],
         "UUID": unit_uuid(uid),
+        "BiosVersion": info.get("bios_version", ""),
         "PowerState": unit["power_state"],
         "Status": unit_status(unit),
+        "IndicatorLED": led,
+        "LocationIndicatorActive": led != "Off",
+        "Boot": boot_doc(boot_setting(uid)),
+        "ProcessorSummary": {
+            "Count": 1,
+            "CoreCount": cpu.get("cores"),
+            "LogicalProcessorCount": cpu.get("cores"),  # no SMT on the Pi's Cortex cores
+            "Model": cpu.get("model"),
+            "Status": parts_status(unit),
+        },
+        "MemorySummary": {"TotalSystemMemoryGiB": info.get("memory_gib"), "Status": parts_status(unit)},
+        "Processors": odata_id("Systems", uid, "Processors"),
+        "EthernetInterfaces": odata_id("Systems", uid, "EthernetInterfaces"),
+        "Storage": odata_id("Systems", uid, "Storage"),
+        "SimpleStorage": odata_id("Systems", uid, "SimpleStorage"),
         "Links": {
             "Chassis": [odata_id("Chassis", uid)],
             "Chassis@odata.count": 1,
-            "ManagedBy": [odata_id("Managers", "RMC")],
+            "ManagedBy": [odata_id("Managers", f"{uid}-BMC")],
             "ManagedBy@odata.count": 1,
         },
         "Actions": {
@@ -90,10 +182,147 @@ class System(RedfishView):
     def patch(self, system_id):
         current = system_doc(_unit(system_id))
         check_if_match(current)
-        changes = check_patch(json_body(), SystemPatch(), current)
-        if "AssetTag" in changes:
-            store().set_asset_tag(system_id, changes["AssetTag"])
+        changes, led, boot = validate_patch(json_body(), current, boot_setting(system_id))
+        with store().tx():  # all or nothing
+            if "AssetTag" in changes:
+                store().set_asset_tag(system_id, changes["AssetTag"])
+            if led is not None:
+                store().set_setting(system_id, "led", led)
+            if boot is not None:
+                store().set_setting(system_id, "boot", boot)
         return render(system_doc(_unit(system_id)))
+
+
+def validate_patch(body: dict, current: dict, stored_boot: dict) -> tuple[dict, str | None, dict | None]:
+    """The top-level changes, the new LED state and the new boot setting (None: not
+    asked for).
+
+    Every problem, top-level or inside Boot, is reported in one 400; nothing is
+    applied unless all of it is valid.
+    """
+    rest = {k: v for k, v in body.items() if k != "Boot"}
+    errors: list[dict] = []
+    changes: dict = {}
+    if "Boot" not in body or any(not k.startswith("@odata.") for k in rest):
+        try:
+            changes = check_patch(rest, SystemPatch(), current)
+        except RedfishError as e:
+            errors += e.messages
+    boot = None
+    if "Boot" in body:
+        try:
+            boot = boot_patch(body["Boot"], stored_boot)
+        except RedfishError as e:
+            errors += e.messages
+    led = None
+    if not errors:
+        try:
+            led = led_change(changes)
+        except RedfishError as e:
+            errors += e.messages
+    if errors:
+        raise RedfishError(400, errors)
+    if not changes and boot is None:
+        raise RedfishError.of(400, "NoOperation")
+    return changes, led, boot
+
+
+def led_change(changes: dict) -> str | None:
+    """The LED state asked for by IndicatorLED and/or LocationIndicatorActive."""
+    led = changes.get("IndicatorLED")
+    active = changes.get("LocationIndicatorActive")
+    if led is not None and active is not None and (led != "Off") != active:
+        raise RedfishError.of(400, "PropertyValueConflict", "LocationIndicatorActive", "IndicatorLED",
+                              related=["#/LocationIndicatorActive", "#/IndicatorLED"])
+    if led is not None:
+        return led
+    if active is not None:
+        return "Lit" if active else "Off"
+    return None
+
+
+def boot_patch(value, stored: dict) -> dict | None:
+    """The boot setting after applying a PATCH's ``Boot`` object to ``stored``.
+
+    None when the object holds nothing to change (annotations only). Raises a 400
+    listing every problem, each named by its path ("Boot/X").
+    """
+    if not isinstance(value, dict):
+        raise RedfishError.of(400, "PropertyValueTypeError", _shown(value), "Boot", related=["#/Boot"])
+    new = dict(stored)
+    errors = []
+    keys = [k for k in value if "@" not in k]  # annotations (AllowableValues echoed back) are ignored
+    for key in keys:
+        v, path = value[key], f"Boot/{key}"
+        related = [f"#/{path}"]
+        if key in BOOT_ENUMS:
+            field, allowed = BOOT_ENUMS[key]
+            if not isinstance(v, str):
+                errors.append(message("PropertyValueTypeError", _shown(v), path, related=related))
+            elif v not in allowed:
+                errors.append(message("PropertyValueNotInList", v, path, related=related))
+            else:
+                new[field] = v
+        elif key == "HttpBootUri":
+            problem = http_boot_uri_problem(v)
+            if problem is None:
+                new["uri"] = v or ""
+            elif problem == "StringValueTooLong":
+                errors.append(message(problem, v, HTTP_BOOT_URI_MAX, related=related))
+            elif problem == "PropertyValueIncorrect":  # its arguments are (property, value)
+                errors.append(message(problem, path, v, related=related))
+            else:
+                errors.append(message(problem, _shown(v), path, related=related))
+        elif key in BOOT_READ_ONLY:
+            errors.append(message("PropertyNotWritable", path, related=related))
+        else:
+            errors.append(message("PropertyUnknown", path, related=related))
+    if not errors and new["target"] == "UefiHttp" and not new["uri"]:
+        if "HttpBootUri" in keys:  # clearing the URI the target needs
+            errors.append(message("PropertyValueConflict", "Boot/HttpBootUri", "Boot/BootSourceOverrideTarget",
+                                  related=["#/Boot/HttpBootUri"]))
+        else:  # UEFI HTTP boot from here needs a URI: ask for it in the request
+            errors.append(message("PropertyMissing", "Boot/HttpBootUri", related=["#/Boot/HttpBootUri"]))
+    if errors:
+        raise RedfishError(400, errors)
+    return new if keys else None
+
+
+_URI_FORBIDDEN = re.compile(r"[\x00-\x20\x7f<>\"{}|\\^`]")
+
+
+def http_boot_uri_problem(uri) -> str | None:
+    """The Base message id refusing ``uri`` as an HttpBootUri, or None if it is fine.
+
+    null or "" clears the URI. A string that is not an absolute URI (no scheme, bad
+    characters, a bad port) or an https URI without a host is malformed: the right type
+    in the wrong format, so PropertyValueFormatError. A well-formed URI of another
+    scheme (http://, tftp://, ftp://, file://) has a valid format but a value this
+    service refuses by policy (the boot image must come over TLS), so
+    PropertyValueIncorrect ("not acceptable for the property"), not a format error.
+    """
+    if uri is None or uri == "":
+        return None
+    if not isinstance(uri, str):
+        return "PropertyValueTypeError"
+    if len(uri) > HTTP_BOOT_URI_MAX:
+        return "StringValueTooLong"
+    try:
+        parts = urllib.parse.urlsplit(uri)
+        parts.port  # noqa: B018 -- raises ValueError on a bad port
+    except ValueError:
+        return "PropertyValueFormatError"
+    if _URI_FORBIDDEN.search(uri) or not re.fullmatch(r"[A-Za-z][A-Za-z0-9+.-]*", parts.scheme or "-"):
+        return "PropertyValueFormatError"
+    if parts.scheme.lower() != "https":
+        return "PropertyValueIncorrect"
+    if not parts.hostname:
+        return "PropertyValueFormatError"
+    return None
+
+
+def _shown(value) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 @blp.route("/redfish/v1/Systems/<system_id>/ResetActionInfo")

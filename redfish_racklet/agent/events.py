@@ -1,0 +1,46 @@
+"""What the agent writes to the event log: messages of the DMTF standard registries.
+
+Only the messages the agent uses, with their registry's exact text and severity (a
+test checks them against ``../shared/redfish/registries``). ``Log.write`` fills in the
+arguments and appends the entry to the store.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+from ..store import Store
+
+# (registry prefix and version, message key) -> (severity, message with %1..%n)
+MESSAGES = {
+    ("ResourceEvent.1.4.3", "ResourceCreated"): ("OK", "The resource was created successfully."),
+    ("ResourceEvent.1.4.3", "ResourceRemoved"): ("OK", "The resource was removed successfully."),
+    ("ResourceEvent.1.4.3", "ResourcePoweredOn"): ("OK", "The resource '%1' has powered on."),
+    ("ResourceEvent.1.4.3", "ResourcePoweredOff"): ("OK", "The resource '%1' has powered off."),
+    ("ResourceEvent.1.4.3", "ResourceStatusChangedOK"): ("OK", "The health of resource '%1' has changed to %2."),
+    ("ResourceEvent.1.4.3", "ResourceStatusChangedWarning"): (
+        "Warning", "The health of resource '%1' has changed to %2."),
+    ("ResourceEvent.1.4.3", "ResourceStatusChangedCritical"): (
+        "Critical", "The health of resource '%1' has changed to %2."),
+    ("ManagerEvent.1.0.0", "ManagerReset"): ("OK", "Manager `%1` performed a '%2' type of reset."),
+}
+_BY_KEY = {key: (registry, key) for registry, key in MESSAGES}
+
+
+def format_message(text: str, args: list) -> str:
+    for i in range(len(args), 0, -1):  # %10 before %1
+        text = text.replace(f"%{i}", str(args[i - 1]))
+    return text
+
+
+class Log:
+    def __init__(self, store: Store, wall: Callable[[], float] = time.time):
+        self.store, self.wall = store, wall
+
+    def write(self, key: str, args: list, origin: str, unit: str = "") -> None:
+        """Append message ``key`` about the resource at ``origin`` (a URI)."""
+        registry, _ = _BY_KEY[key]
+        severity, text = MESSAGES[(registry, key)]
+        self.store.add_log(unit, severity, f"{registry}.{key}", [str(a) for a in args],
+                           format_message(text, args), origin, self.wall())
