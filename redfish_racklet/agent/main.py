@@ -369,7 +369,7 @@ def _chassis(uid: str) -> str:
 
 
 # The Sensor resource that shows a part's readings (the API's ids).
-SENSOR_IDS = {"power": "Power", "temperature": "Temperature", "fan": "Fan"}
+SENSOR_IDS = {"power": "Power", "temperature": "Temperature", "fan": "Fan1"}
 
 
 def _sensor(uid: str, part: str) -> str:

@@ -105,10 +105,9 @@ def unit_status(unit: dict) -> dict:
 
 def unit_health(unit_id: str) -> str:
     """Critical when the tray's rail/presence lines do not answer (the agent cannot
-    switch it); Warning when one of its sensors does not; OK otherwise."""
+    switch it); else the worst of its sensors: Warning when one does not answer or is
+    past a caution threshold, Critical past a critical one; OK otherwise."""
     if "fault" in store().settings(unit_id):
         return "Critical"
-    readings = store().readings(unit_id)
-    if any(readings.get(k, {}).get("value", 0) is None for k in ("power", "temperature")):
-        return "Warning"
-    return "OK"
+    from .sensors import rollup  # sensors builds on this module
+    return rollup(unit_id)

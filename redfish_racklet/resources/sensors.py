@@ -194,6 +194,17 @@ def health(spec: Spec, reading: float | None) -> str:
     return worst
 
 
+def rollup(chassis_id: str) -> str:
+    """The worst health of a chassis' sensors (what its Status.Health rolls up)."""
+    order = {"OK": 0, "Warning": 1, "Critical": 2}
+    worst = "OK"
+    for sensor_id, spec in specs(chassis_id).items():
+        h = health(spec, value(chassis_id, sensor_id))
+        if order[h] > order[worst]:
+            worst = h
+    return worst
+
+
 def status(chassis_id: str, sensor_id: str) -> dict:
     """Status of a sensor: Absent with its tray, else Enabled with the health of its reading."""
     if not _present(chassis_id):
