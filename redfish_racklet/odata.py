@@ -105,7 +105,7 @@ def page(doc: dict, q: Query) -> dict:
     start = q.skip or 0
     end = len(members) if q.top is None else start + q.top
     out = dict(doc, Members=members[start:end])
-    if end < len(members):
+    if end < len(members) and q.top != 0:  # $top=0 asks for no members, not a next page
         out["Members@odata.nextLink"] = f"{doc['@odata.id']}?$skip={end}" + (
             f"&$top={q.top}" if q.top is not None else "")
     return out

@@ -359,6 +359,16 @@ class Store:
         row = self.conn().execute("SELECT * FROM log WHERE id=?", (entry_id,)).fetchone()
         return dict(row, args=json.loads(row["args"])) if row else None
 
+    def log_page(self, unit: str | None, skip: int, top: int | None) -> tuple[int, list[dict]]:
+        """(log_count, log_entries) read in one snapshot, so a page agrees with its count
+        while the agent writes."""
+        c = self.conn()
+        c.execute("BEGIN")  # deferred: a read transaction, one WAL snapshot
+        try:
+            return self.log_count(unit), self.log_entries(unit, skip, top)
+        finally:
+            c.execute("COMMIT")
+
     def clear_log(self, unit: str | None = None) -> int:
         where, args = ("", []) if unit is None else ("WHERE unit=?", [unit])
         return self.conn().execute(f"DELETE FROM log {where}", args).rowcount

@@ -3,8 +3,9 @@
 - ``RedfishView``: a MethodView whose GET returns a plain dict; the dict is turned
   into a Redfish response here (query options, ETag, headers), and ``$expand`` can
   call any view's GET internally the same way.
-- ``json_body`` / ``check_patch``: the one path for request bodies, so every
-  resource refuses bad input with the same Base messages.
+- ``json_body`` / ``check_patch`` / ``check_tree`` and the strict field types: the one
+  path for request bodies, so every resource refuses bad input with the same Base
+  messages (they live in ``bodies``; resources import them from here).
 """
 
 from __future__ import annotations
@@ -14,12 +15,15 @@ import json
 
 from flask import current_app, g, request
 from flask.views import MethodView
-from marshmallow import Schema, ValidationError, fields
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.wrappers import Response
 
 from . import odata
-from .messages import RedfishError, message
+# The request-body helpers live in ``bodies``; resources import them from here.
+from .bodies import (Invalid, StrictBoolean, StrictInteger, StrictNumber,  # noqa: F401
+                     action_parameter, check_patch, check_tree, is_annotation, json_body, one_of,
+                     value_error, walk_tree)
+from .messages import RedfishError
 
 JSON_TYPE = "application/json; charset=utf-8"
 NO_AUTH = None  # privilege declaration for the few public routes
@@ -217,79 +221,7 @@ def _headers(doc: dict, tag: str, extra: dict | None) -> dict:
     return headers
 
 
-# -- request bodies -------------------------------------------------------------------
-
-def json_body() -> dict:
-    """The request's JSON object, or a Redfish error (415, 400)."""
-    if request.mimetype != "application/json":
-        raise RedfishError.of(415, "HeaderInvalid", f"Content-Type: {request.content_type or ''}")
-    raw = request.get_data(cache=True)
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise RedfishError.of(400, "MalformedJSON") from None
-    if not isinstance(body, dict):
-        raise RedfishError.of(400, "UnrecognizedRequestBody")
-    return body
-
-
-class StrictInteger(fields.Integer):
-    """A JSON integer: not a float, not a string, not a boolean."""
-
-    def __init__(self, **kw):
-        kw.setdefault("error_messages", {"invalid": "type", "null": "type"})
-        super().__init__(strict=True, **kw)
-
-    def _deserialize(self, value, attr, data, **kw):
-        if isinstance(value, bool):
-            raise self.make_error("invalid")
-        return super()._deserialize(value, attr, data, **kw)
-
-
-# marshmallow error code -> (Base message id, whether the message takes the value)
-_MARSHMALLOW_CODES = {
-    "type": "PropertyValueTypeError",
-    "list": "PropertyValueNotInList",
-    "range": "PropertyValueOutOfRange",
-    "length": "StringValueTooLong",
-}
-
-
-def check_patch(body: dict, schema: Schema, current: dict) -> dict:
-    """Validate a PATCH body against ``schema`` (its fields are the writable properties).
-
-    Unknown and read-only properties, wrong types and bad values are refused, all of
-    them reported at once; nothing is applied unless everything is valid.
-    """
-    body = {k: v for k, v in body.items() if not k.startswith("@odata.")}
-    if not body:
-        raise RedfishError.of(400, "NoOperation")
-    writable = schema.fields
-    errors = []
-    for key in body:
-        if key not in writable:
-            if key in current:
-                errors.append(message("PropertyNotWritable", key, related=[f"#/{key}"]))
-            else:
-                errors.append(message("PropertyUnknown", key, related=[f"#/{key}"]))
-    known = {k: v for k, v in body.items() if k in writable}
-    try:
-        cleaned = schema.load(known)
-    except ValidationError as e:
-        cleaned = {}
-        for key, codes in sorted(e.normalized_messages().items()):
-            code = codes[0] if isinstance(codes, list) else "type"
-            msg_id = _MARSHMALLOW_CODES.get(code, "PropertyValueTypeError")
-            value = json.dumps(body.get(key)) if not isinstance(body.get(key), str) else body[key]
-            if msg_id == "StringValueTooLong":
-                limit = next((v.max for v in writable[key].validators if hasattr(v, "max")), "")
-                errors.append(message(msg_id, value, limit, related=[f"#/{key}"]))
-            else:
-                errors.append(message(msg_id, value, key, related=[f"#/{key}"]))
-    if errors:
-        raise RedfishError(400, errors)
-    return cleaned
-
+# -- preconditions ----------------------------------------------------------------------
 
 def check_if_match(current: dict) -> None:
     """412 when If-Match names an ETag other than the resource's current one."""

@@ -627,7 +627,7 @@ def test_rail_voltage_health(volts, health):
 
 def test_check_tree_reports_every_problem_with_its_path():
     from redfish_racklet.messages import RedfishError
-    from redfish_racklet.resources.chassis_power import Invalid, check_tree
+    from redfish_racklet.web import Invalid, check_tree
 
     def positive(v):
         if not isinstance(v, (int, float)) or isinstance(v, bool):

@@ -59,8 +59,9 @@ def test_rmc_shape(server):
     assert action["ResetType@Redfish.AllowableValues"] == ["GracefulRestart", "ForceRestart"]
     info = server.get(action["@Redfish.ActionInfo"]).json()
     assert info["Parameters"][0]["AllowableValues"] == ["GracefulRestart", "ForceRestart"]
-    logs = server.get(f"{RMC}/LogServices").json()
-    assert logs["@odata.type"] == "#LogServiceCollection.LogServiceCollection" and logs["Members"] == []
+    logs = server.get(f"{RMC}/LogServices").json()  # the event log itself: test_log_services
+    assert logs["@odata.type"] == "#LogServiceCollection.LogServiceCollection"
+    assert logs["Members"] == [{"@odata.id": f"{RMC}/LogServices/EventLog"}]
 
 
 def test_bmc_shape(server):
@@ -77,13 +78,15 @@ def test_bmc_shape(server):
     assert doc["Links"]["ManagerInChassis"] == {"@odata.id": "/redfish/v1/Chassis/Unit1"}
     assert doc["Links"]["ManagedBy"] == [{"@odata.id": RMC}]
     dt.datetime.fromisoformat(doc["DateTime"])
-    # SMBus only: no Ethernet, and every network protocol off
-    assert "EthernetInterfaces" not in doc
+    # SMBus only: every network protocol off; its EthernetInterfaces are the RMC's, through
+    # which it is reached (test_log_services)
+    assert doc["EthernetInterfaces"] == {"@odata.id": "/redfish/v1/Managers/Unit1-BMC/EthernetInterfaces"}
     r = c.get(server.url + "/redfish/v1/Managers/Unit1-BMC/EthernetInterfaces")
-    assert r.status_code == 404
+    assert r.status_code == 200 and r.json()["Members@odata.count"] == len(ethernet_names())
     proto = c.get(server.url + doc["NetworkProtocol"]["@odata.id"]).json()
     assert not any(v["ProtocolEnabled"] for k, v in proto.items() if isinstance(v, dict) and "ProtocolEnabled" in v)
-    assert c.get(server.url + doc["LogServices"]["@odata.id"]).json()["Members"] == []
+    assert c.get(server.url + doc["LogServices"]["@odata.id"]).json()["Members"] == [
+        {"@odata.id": "/redfish/v1/Managers/Unit1-BMC/LogServices/EventLog"}]
     absent = c.get(server.url + "/redfish/v1/Managers/Unit5-BMC").json()
     assert absent["Status"] == {"State": "Absent"}
     for bad in ("Unit9-BMC", "Unit1", "BMC", "-BMC", "rmc"):

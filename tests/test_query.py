@@ -72,3 +72,9 @@ def test_bad_query_values(server, query, status):
     assert r.status_code == status, r.text
     if status != 200:
         assert r.json()["error"]["@Message.ExtendedInfo"][0]["MessageId"].startswith("Base.1.22.")
+
+
+def test_top_zero_has_no_next_page(server):
+    doc = get(server, "/redfish/v1/Systems?$top=0").json()
+    assert doc["Members"] == [] and doc["Members@odata.count"] == 5
+    assert "Members@odata.nextLink" not in doc  # a client following it would loop

@@ -1,4 +1,4 @@
-"""What the agent writes to the event log: messages of the DMTF standard registries.
+"""What the agent (and the API, for a ClearLog) writes to the event log: messages of the DMTF standard registries.
 
 Only the messages the agent uses, with their registry's exact text and severity (a
 test checks them against ``../shared/redfish/registries``). ``Log.write`` fills in the
@@ -24,6 +24,7 @@ MESSAGES = {
     ("ResourceEvent.1.4.3", "ResourceStatusChangedCritical"): (
         "Critical", "The health of resource '%1' has changed to %2."),
     ("ManagerEvent.1.0.0", "ManagerReset"): ("OK", "Manager `%1` performed a '%2' type of reset."),
+    ("LogService.1.1.0", "LogCleared"): ("OK", "Log '%1' was cleared."),
 }
 _BY_KEY = {key: (registry, key) for registry, key in MESSAGES}
 

@@ -7,6 +7,7 @@ from . import (account_service, chassis, managers, metadata, sensors, service_ro
                session_service, systems)
 from . import chassis_power, chassis_thermal, power_equipment
 from . import manager_network, system_parts
+from . import log_services
 
 BLUEPRINTS = [
     service_root.blp,
@@ -20,6 +21,7 @@ BLUEPRINTS = [
     sensors.blp,
     managers.blp,
     manager_network.blp,
+    log_services.blp,
     account_service.blp,
     session_service.blp,
 ]

@@ -10,26 +10,17 @@ it none), so Chassis/Rack shows neither property and takes no PATCH.
 from __future__ import annotations
 
 from flask_smorest import Blueprint
-from marshmallow import Schema, fields, validate
 
-from ..messages import RedfishError, message
-from ..web import (CONFIGURE_COMPONENTS, LOGIN, RedfishView, check_if_match, check_patch, collection,
-                   json_body, odata_id, render)
+from ..messages import RedfishError
+from ..web import (CONFIGURE_COMPONENTS, LOGIN, RedfishView, check_if_match, check_patch, collection, json_body,
+                   odata_id, render)
 from . import sensors
-from .chassis_power import StrictBoolean
 from .common import not_found, odata_type, store, unit_status
+from .systems import SystemPatch, led_change, led_state
 
 blp = Blueprint("chassis", __name__, description="Rack and trays")
 
 RACK_ID = sensors.RACK_ID
-LED_STATES = ("Lit", "Blinking", "Off")  # Resource.IndicatorLED
-LED_DEFAULT = "Off"
-LOCATE_LED = "Lit"  # what LocationIndicatorActive: true switches on (as on the ComputerSystem)
-ASSET_TAG_MAX = 63       # as Systems (the same asset tag, the unit's)
-
-
-def led(uid: str) -> str:
-    return store().settings(uid).get("led", LED_DEFAULT)
 
 
 def _links(*parts: str) -> list[dict]:
@@ -83,7 +74,7 @@ def rack_doc(units: list[dict]) -> dict:
 def tray_doc(unit: dict) -> dict:
     uid = unit["id"]
     info = unit["info"]
-    mode = led(uid)
+    mode = led_state(uid)
     links = {
         "ContainedBy": odata_id("Chassis", RACK_ID),
         "ComputerSystems": _links("Systems", uid),
@@ -125,29 +116,6 @@ def tray_doc(unit: dict) -> dict:
     if sensors.rack_has_fan():
         doc["ThermalManagedByParent"] = True  # the rack fan cools it (so no Links.Fans here)
     return doc
-
-
-class TrayPatch(Schema):
-    IndicatorLED = fields.String(required=False, validate=validate.OneOf(LED_STATES, error="list"),
-                                 error_messages={"invalid": "type", "null": "type"})
-    LocationIndicatorActive = StrictBoolean(required=False)
-    AssetTag = fields.String(required=False, validate=validate.Length(max=ASSET_TAG_MAX, error="length"),
-                             error_messages={"invalid": "type", "null": "type"})
-
-
-def new_led(current: str, changes: dict) -> str:
-    """The LED after a PATCH of IndicatorLED and/or LocationIndicatorActive (they must
-    agree). The same rule as the ComputerSystem's, so both views set the LED alike."""
-    led_asked = changes.get("IndicatorLED")
-    active = changes.get("LocationIndicatorActive")
-    if led_asked is not None and active is not None and (led_asked != "Off") != active:
-        raise RedfishError(400, [message("PropertyValueConflict", "LocationIndicatorActive", "IndicatorLED",
-                                         related=["#/LocationIndicatorActive", "#/IndicatorLED"])])
-    if led_asked is not None:
-        return led_asked
-    if active is not None:
-        return LOCATE_LED if active else "Off"
-    return current
 
 
 def _tray(chassis_id: str) -> dict:
@@ -193,11 +161,12 @@ class Chassis(RedfishView):
         unit = _tray(chassis_id)
         current = tray_doc(unit)
         check_if_match(current)
-        changes = check_patch(json_body(), TrayPatch(), current)
-        mode = new_led(led(chassis_id), changes)
+        changes = check_patch(json_body(), SystemPatch(), current)
+        # The LED and the asset tag are the unit's: the same properties, setting and rule as its system's.
+        mode = led_change(changes) or led_state(chassis_id)
         with store().tx():  # all or nothing
             if "AssetTag" in changes:
                 store().set_asset_tag(chassis_id, changes["AssetTag"])
-            if mode != led(chassis_id):
+            if mode != led_state(chassis_id):
                 store().set_setting(chassis_id, "led", mode)
         return render(tray_doc(_tray(chassis_id)))

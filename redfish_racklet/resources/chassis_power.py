@@ -14,16 +14,15 @@ Outlets and Sensors show the same numbers.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 
 from flask_smorest import Blueprint
-from marshmallow import Schema, fields
+from marshmallow import Schema
 
-from ..messages import RedfishError, message
-from ..web import (CONFIGURE_MANAGER, LOGIN, RedfishView, check_if_match, check_patch, collection,
-                   json_body, odata_id, render)
+from ..messages import RedfishError
+from ..web import (CONFIGURE_MANAGER, LOGIN, Invalid, RedfishView, StrictNumber, check_if_match, check_patch,
+                   check_tree, collection, json_body, odata_id, one_of, render, value_error)
 from . import sensors
 from .common import not_found, odata_type, store
 
@@ -35,112 +34,6 @@ LIMIT_CONTROL = "PowerLimit"
 FAN_CONTROL = "FanDuty"
 LIMIT_EXCEPTIONS = ("NoAction",)  # the limit is a budget for power-ons; nothing is cut when exceeded
 INTERVAL_MIN = 1                  # PowerMetrics.IntervalInMin: the agent's min/avg/max window
-
-
-# -- request bodies: strict JSON types and nested PATCH bodies ------------------------
-
-class StrictNumber(fields.Float):
-    """A JSON number: not a string, not a boolean, finite."""
-
-    def __init__(self, **kw):
-        kw.setdefault("error_messages", {"invalid": "type", "null": "type", "special": "range",
-                                         "too_large": "range"})
-        super().__init__(allow_nan=False, **kw)
-
-    def _deserialize(self, value, attr, data, **kw):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise self.make_error("invalid")
-        return super()._deserialize(value, attr, data, **kw)
-
-
-class StrictBoolean(fields.Boolean):
-    """A JSON true or false (marshmallow's Boolean also takes 1, "yes", "on"…)."""
-
-    def __init__(self, **kw):
-        kw.setdefault("error_messages", {"invalid": "type", "null": "type"})
-        super().__init__(**kw)
-
-    def _deserialize(self, value, attr, data, **kw):
-        if not isinstance(value, bool):
-            raise self.make_error("invalid")
-        return value
-
-
-class Invalid(Exception):
-    """A value refused by a ``check_tree`` leaf check: the Base message id to answer with."""
-
-    def __init__(self, msg_id: str):
-        super().__init__(msg_id)
-        self.msg_id = msg_id
-
-
-def check_tree(body: dict, writable: dict, current: dict) -> dict:
-    """Validate a nested PATCH body (objects and arrays of objects, as Power's).
-
-    ``writable`` mirrors the resource: a property maps to a leaf check (value → cleaned
-    value, raising ``Invalid``), to a dict (an object) or to a list of dicts (an array,
-    one template per member). Everything is checked and reported before anything is
-    applied; the cleaned tree holds only the properties given.
-    """
-    errors: list[dict] = []
-    cleaned = _walk(body, writable, current, "", errors)
-    if errors:
-        raise RedfishError(400, errors)
-    if not _has_leaf(cleaned):
-        raise RedfishError.of(400, "NoOperation")
-    return cleaned
-
-
-def _walk(body: dict, writable: dict, current, path: str, errors: list) -> dict:
-    out: dict = {}
-    for key, value in body.items():
-        if key.startswith("@odata."):
-            continue
-        where = f"{path}/{key}".lstrip("/")
-        rule = writable.get(key)
-        here = current.get(key) if isinstance(current, dict) else None
-        if rule is None:
-            known = isinstance(current, dict) and key in current
-            errors.append(message("PropertyNotWritable" if known else "PropertyUnknown", where,
-                                  related=[f"#/{where}"]))
-        elif isinstance(rule, dict):
-            if isinstance(value, dict):
-                out[key] = _walk(value, rule, here, where, errors)
-            else:
-                errors.append(_bad("PropertyValueTypeError", value, where))
-        elif isinstance(rule, list):
-            if not isinstance(value, list):
-                errors.append(_bad("PropertyValueTypeError", value, where))
-                continue
-            out[key] = []
-            for i, item in enumerate(value):
-                at = f"{where}/{i}"
-                if i >= len(rule):
-                    errors.append(message("PropertyUnknown", at, related=[f"#/{at}"]))
-                elif not isinstance(item, dict):
-                    errors.append(_bad("PropertyValueTypeError", item, at))
-                else:
-                    member = here[i] if isinstance(here, list) and i < len(here) else None
-                    out[key].append(_walk(item, rule[i], member, at, errors))
-        else:
-            try:
-                out[key] = rule(value)
-            except Invalid as e:
-                errors.append(_bad(e.msg_id, value, where))
-    return out
-
-
-def _bad(msg_id: str, value, where: str) -> dict:
-    shown = value if isinstance(value, str) else json.dumps(value)
-    return message(msg_id, shown, where, related=[f"#/{where}"])
-
-
-def _has_leaf(tree) -> bool:
-    if isinstance(tree, dict):
-        return any(not isinstance(v, (dict, list)) or _has_leaf(v) for v in tree.values())
-    if isinstance(tree, list):
-        return any(_has_leaf(v) for v in tree)
-    return True
 
 
 # -- the budget (pure) ------------------------------------------------------------------
@@ -200,14 +93,6 @@ def check_limit(value) -> float:
     if not math.isfinite(value) or capacity is None or not 0 < value <= capacity:
         raise Invalid("PropertyValueOutOfRange")
     return float(value)
-
-
-def check_limit_exception(value) -> str:
-    if not isinstance(value, str):
-        raise Invalid("PropertyValueTypeError")
-    if value not in LIMIT_EXCEPTIONS:
-        raise Invalid("PropertyValueNotInList")
-    return value
 
 
 # -- documents ------------------------------------------------------------------------------
@@ -404,7 +289,7 @@ class RackPower(RedfishView):
     def patch(self):
         current = power_doc(RACK_ID)
         check_if_match(current)
-        limit = {"LimitInWatts": check_limit, "LimitException": check_limit_exception}
+        limit = {"LimitInWatts": check_limit, "LimitException": one_of(LIMIT_EXCEPTIONS)}
         changes = check_tree(json_body(), {"PowerControl": [{"PowerLimit": limit}]}, current)
         new = changes.get("PowerControl", [{}])[0].get("PowerLimit", {})
         if "LimitInWatts" in new:
@@ -491,4 +376,4 @@ def set_limit_or_400(watts, where: str) -> None:
     try:
         store().set_power_limit(check_limit(watts))
     except Invalid as e:
-        raise RedfishError(400, [_bad(e.msg_id, watts, where)]) from None
+        raise RedfishError(400, [value_error(e.msg_id, watts, where)]) from None

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from flask_smorest import Blueprint
 
-from ..web import CONFIGURE_MANAGER, LOGIN, RedfishView, check_if_match, collection, json_body, odata_id, render
+from ..web import (CONFIGURE_MANAGER, LOGIN, RedfishView, check_if_match, check_tree, collection, json_body,
+                   odata_id, render)
 from . import chassis_power as power
 from . import sensors
 from .common import not_found, odata_type, store
@@ -271,6 +272,6 @@ class RackEnvironmentMetrics(RedfishView):
     def patch(self):
         current = environment_doc(RACK_ID)
         check_if_match(current)
-        changes = power.check_tree(json_body(), {"PowerLimitWatts": {"SetPoint": power.check_limit}}, current)
+        changes = check_tree(json_body(), {"PowerLimitWatts": {"SetPoint": power.check_limit}}, current)
         store().set_power_limit(changes["PowerLimitWatts"]["SetPoint"])
         return render(environment_doc(RACK_ID))

@@ -7,8 +7,9 @@ import uuid
 
 from flask import current_app, g
 
+from ..agent import client
 from ..auth import Principal
-from ..messages import RedfishError
+from ..messages import RedfishError, message
 from ..store import Store
 
 # The DMTF schema version each resource type is served with (checked in the tests
@@ -45,12 +46,14 @@ VERSIONS = {
     "PowerDistribution": "v1_6_0",
     "PowerDistributionMetrics": "v1_4_0",
     "Outlet": "v1_4_4",
+    "LogService": "v1_9_0",
+    "LogEntry": "v1_21_0",
 }
 COLLECTIONS = ("ComputerSystemCollection", "ChassisCollection", "ManagerCollection",
                "ManagerAccountCollection", "RoleCollection", "SessionCollection",
                "JsonSchemaFileCollection", "SensorCollection",
                "ProcessorCollection", "EthernetInterfaceCollection", "StorageCollection",
-               "SimpleStorageCollection", "LogServiceCollection",
+               "SimpleStorageCollection", "LogServiceCollection", "LogEntryCollection",
                "PowerSupplyCollection", "FanCollection", "ControlCollection",
                "PowerDistributionCollection", "OutletCollection")
 
@@ -83,6 +86,33 @@ def require_self_or(owner: str, alternatives: list[list[str]]) -> None:
 
 def not_found(kind: str, name: str) -> RedfishError:
     return RedfishError.of(404, "ResourceNotFound", kind, name)
+
+
+def action_info(uri: str, name: str, parameter: str, allowable, required: bool = True) -> dict:
+    """The ActionInfo of an action whose one parameter is a string from ``allowable``."""
+    return {
+        "@odata.id": uri,
+        "@odata.type": odata_type("ActionInfo"),
+        "Id": uri.rsplit("/", 1)[-1],
+        "Name": name,
+        "Parameters": [{"Name": parameter, "Required": required, "DataType": "String",
+                        "AllowableValues": list(allowable)}],
+    }
+
+
+def agent_command(unit_id: str, verb: str, parameter: str, value: str, who: str) -> None:
+    """Ask the agent for ``verb:value`` on a unit (a Reset, an outlet switch, a BMC reset)
+    and return once it has acted. 503 when the agent does not answer; 409
+    ActionParameterValueConflict on the action's ``parameter`` when it refuses, with the
+    agent's reason ("The <who> cannot do this now: …")."""
+    try:
+        result = client.run_command(store(), state_dir(), unit_id, f"{verb}:{value}")
+    except client.AgentUnavailable:
+        raise RedfishError.of(503, "ServiceTemporarilyUnavailable", 5, headers={"Retry-After": "5"}) from None
+    if result["state"] != "done":
+        err = message("ActionParameterValueConflict", parameter, value)
+        err["Resolution"] = f"The {who} cannot do this now: {result['message']}."
+        raise RedfishError(409, [err])
 
 
 def unit_uuid(unit_id: str) -> str:

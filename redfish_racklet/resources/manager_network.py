@@ -9,9 +9,12 @@ listed (ARPHRD_ETHER): ``lo`` is not an Ethernet interface, has no MAC and is no
 to reach the rack, and tunnels or CAN buses are not Ethernet either.
 
 A unit BMC has no network of its own (it talks SMBus to the RMC): its NetworkProtocol
-says every protocol is off, and it has no EthernetInterfaces. Nothing here can be
+says every protocol is off, and its EthernetInterfaces are the RMC's, under the BMC's
+own URIs, each saying in its Description that the BMC is reached through it (the OCP
+profiles want EthernetInterfaces on every BMC, and clients build
+``Managers/<id>/EthernetInterfaces/<nic>`` for any manager). Nothing here can be
 changed through Redfish (the RMC's network belongs to its OS): a PATCH is refused
-property by property with PropertyNotWritable.
+property by property with PropertyNotWritable, on the RMC's and on a BMC's alike.
 """
 
 from __future__ import annotations
@@ -229,7 +232,8 @@ def _fqdn(host: str) -> str:
 
 # -- documents ------------------------------------------------------------------------
 
-def interface_doc(manager_id: str, facts: dict, hostname: str, fqdn: str) -> dict:
+def interface_doc(manager_id: str, facts: dict, hostname: str, fqdn: str,
+                  description: str | None = None) -> dict:
     ipv4 = []
     if facts["ipv4"]:
         address, mask = facts["ipv4"]
@@ -238,7 +242,7 @@ def interface_doc(manager_id: str, facts: dict, hostname: str, fqdn: str) -> dic
         ipv4.append({"Address": address, "SubnetMask": mask, "AddressOrigin": origin,
                      "Gateway": facts["gateway"]})
     name = facts["name"]
-    return {
+    doc = {
         "@odata.id": f"/redfish/v1/Managers/{manager_id}/EthernetInterfaces/{name}",
         "@odata.type": odata_type("EthernetInterface"),
         "Id": name,
@@ -257,6 +261,9 @@ def interface_doc(manager_id: str, facts: dict, hostname: str, fqdn: str) -> dic
         "IPv6Addresses": facts["ipv6"],
         "IPv6DefaultGateway": facts["ipv6_gateway"],
     }
+    if description is not None:
+        doc["Description"] = description
+    return doc
 
 
 def protocol_doc(manager_id: str, unit: dict | None) -> dict:
@@ -309,9 +316,10 @@ class NetworkProtocol(RedfishView):
         _refuse_patch(protocol_doc(manager_id, manager_unit(manager_id)), PROTOCOL_PROPERTIES)
 
 
-def _rmc_only(manager_id: str) -> None:
-    if manager_unit(manager_id) is not None:  # a unit BMC has no Ethernet
-        raise not_found("EthernetInterfaceCollection", f"{manager_id}/EthernetInterfaces")
+def through_rmc(manager_id: str, name: str) -> str:
+    """The Description of the RMC's interface ``name`` shown under a unit BMC."""
+    return (f"{manager_id} has no network of its own: it is reached over SMBus through the RMC, "
+            f"and this is the RMC's interface {name}")
 
 
 @blp.route("/redfish/v1/Managers/<manager_id>/EthernetInterfaces")
@@ -319,7 +327,7 @@ class EthernetInterfaces(RedfishView):
     privileges = {"GET": LOGIN}  # the running system's interfaces: never cached
 
     def get(self, manager_id):
-        _rmc_only(manager_id)
+        manager_unit(manager_id)  # the RMC's interfaces, under any manager (a BMC is reached through them)
         base = f"/redfish/v1/Managers/{manager_id}/EthernetInterfaces"
         return collection("EthernetInterfaceCollection", "Ethernet Network Interface Collection", base,
                           [f"{base}/{n}" for n in interface_names()])
@@ -330,10 +338,11 @@ class EthernetInterface(RedfishView):
     privileges = {"GET": LOGIN, "PATCH": CONFIGURE_MANAGER}
 
     def get(self, manager_id, interface_id):
-        _rmc_only(manager_id)
+        unit = manager_unit(manager_id)
         if interface_id not in interface_names():
             raise not_found("EthernetInterface", interface_id)
-        return interface_doc(manager_id, read_interface(interface_id), *host_names())
+        return interface_doc(manager_id, read_interface(interface_id), *host_names(),
+                             description=None if unit is None else through_rmc(manager_id, interface_id))
 
     def patch(self, manager_id, interface_id):
         _refuse_patch(self.get(manager_id, interface_id), INTERFACE_PROPERTIES)

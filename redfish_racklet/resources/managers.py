@@ -1,5 +1,5 @@
 """Managers: the Rack Management Controller running this service (Managers/RMC) and one
-BMC per unit (Managers/UnitN-BMC), with their Reset action and log services.
+BMC per unit (Managers/UnitN-BMC), with their Reset action (their logs: ``log_services``).
 
 The RMC manages the rack chassis and the unit BMCs; each unit BMC manages its unit's
 system and tray. A unit BMC is a microcontroller on the SMBus backplane: it has no
@@ -17,10 +17,10 @@ from flask import request
 from flask_smorest import Blueprint
 
 from .. import __version__
-from ..agent import client
 from ..messages import RedfishError, message
-from ..web import CONFIGURE_MANAGER, LOGIN, RedfishView, collection, json_body, json_response, odata_id
-from .common import not_found, odata_type, state_dir, store, unit_uuid
+from ..web import (CONFIGURE_MANAGER, LOGIN, RedfishView, action_parameter, collection, json_body, json_response,
+                   odata_id)
+from .common import action_info, agent_command, not_found, odata_type, store, unit_uuid
 
 blp = Blueprint("managers", __name__, description="Managers")
 
@@ -109,6 +109,7 @@ def bmc_doc(unit: dict) -> dict:
         "DateTimeLocalOffset": "+00:00",
         "Status": {"State": "Enabled", "Health": "OK"} if unit["present"] else {"State": "Absent"},
         "NetworkProtocol": {"@odata.id": f"{base}/NetworkProtocol"},
+        "EthernetInterfaces": {"@odata.id": f"{base}/EthernetInterfaces"},  # the RMC's (manager_network)
         "LogServices": {"@odata.id": f"{base}/LogServices"},
         "Links": {
             "ManagerForServers": [odata_id("Systems", uid)],
@@ -155,14 +156,8 @@ class ResetActionInfo(RedfishView):
 
     def get(self, manager_id):
         manager_unit(manager_id)
-        return {
-            "@odata.id": f"/redfish/v1/Managers/{manager_id}/ResetActionInfo",
-            "@odata.type": odata_type("ActionInfo"),
-            "Id": "ResetActionInfo",
-            "Name": "Reset Action Info",
-            "Parameters": [{"Name": "ResetType", "Required": False, "DataType": "String",
-                            "AllowableValues": list(MANAGER_RESET_TYPES)}],
-        }
+        return action_info(f"/redfish/v1/Managers/{manager_id}/ResetActionInfo", "Reset Action Info", "ResetType",
+                           MANAGER_RESET_TYPES, required=False)  # the schema lets a Reset omit ResetType
 
 
 @blp.route("/redfish/v1/Managers/<manager_id>/Actions/Manager.Reset")
@@ -171,35 +166,12 @@ class Reset(RedfishView):
 
     def post(self, manager_id):
         unit = manager_unit(manager_id)
-        reset_type = manager_reset_type(json_body())
+        reset_type = action_parameter(json_body(), "Manager.Reset", "ResetType", MANAGER_RESET_TYPES,
+                                      default=DEFAULT_RESET_TYPE)
         if unit is None:
             return _restart_workers(reset_type)
-        _bmc_reset(unit["id"], reset_type)
+        agent_command(unit["id"], "bmc_reset", "ResetType", reset_type, "BMC")
         return json_response({"@Message.ExtendedInfo": [message("Success")]})
-
-
-def manager_reset_type(body: dict) -> str:
-    action = "Manager.Reset"
-    unknown = [k for k in body if k != "ResetType" and not k.startswith("@")]
-    if unknown:
-        raise RedfishError.of(400, "ActionParameterUnknown", action, unknown[0])
-    value = body.get("ResetType", DEFAULT_RESET_TYPE)
-    if not isinstance(value, str):
-        raise RedfishError.of(400, "ActionParameterValueTypeError", value, "ResetType", action)
-    if value not in MANAGER_RESET_TYPES:
-        raise RedfishError.of(400, "ActionParameterValueNotInList", value, "ResetType", action)
-    return value
-
-
-def _bmc_reset(unit_id: str, reset_type: str) -> None:
-    try:
-        result = client.run_command(store(), state_dir(), unit_id, f"bmc_reset:{reset_type}")
-    except client.AgentUnavailable:
-        raise RedfishError.of(503, "ServiceTemporarilyUnavailable", 5, headers={"Retry-After": "5"}) from None
-    if result["state"] != "done":
-        err = message("ActionParameterValueConflict", "ResetType", reset_type)
-        err["Resolution"] = f"The BMC cannot do this now: {result['message']}."
-        raise RedfishError(409, [err])
 
 
 def _restart_workers(reset_type: str):
@@ -215,15 +187,3 @@ def _restart_workers(reset_type: str):
     response = json_response({"@Message.ExtendedInfo": [message("Success")]})
     response.call_on_close(lambda: os.kill(arbiter, signal.SIGHUP))
     return response
-
-
-@blp.route("/redfish/v1/Managers/<manager_id>/LogServices")
-class LogServices(RedfishView):
-    """Empty for now: the logs themselves arrive with a later issue."""
-    privileges = {"GET": LOGIN}
-    cacheable = True
-
-    def get(self, manager_id):
-        manager_unit(manager_id)
-        return collection("LogServiceCollection", "Log Service Collection",
-                          f"/redfish/v1/Managers/{manager_id}/LogServices", [])

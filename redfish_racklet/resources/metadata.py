@@ -14,6 +14,7 @@ from flask_smorest import Blueprint
 from ..manifest import schema_file
 from ..web import LOGIN, NO_AUTH, RedfishView, collection
 from .common import COLLECTIONS, VERSIONS, not_found, odata_type
+from .service_root import service_root_doc
 
 blp = Blueprint("metadata", __name__, description="OData metadata and schemas")
 
@@ -63,13 +64,18 @@ class ServiceDocument(RedfishView):
     privileges = {"GET": NO_AUTH}
 
     def get(self):
-        names = ["Systems", "Chassis", "Managers", "AccountService", "SessionService", "JsonSchemas"]
-        return {
-            "@odata.context": "/redfish/v1/$metadata",
-            "value": [{"name": "Service", "kind": "Singleton", "url": "/redfish/v1/"}]
-            + [{"name": n, "kind": "Singleton", "url": f"/redfish/v1/{n}"} for n in names]
-            + [{"name": "Sessions", "kind": "Singleton", "url": "/redfish/v1/SessionService/Sessions"}],
-        }
+        return service_document(service_root_doc())
+
+
+def service_document(root: dict) -> dict:
+    """The service root and every resource it links, top level or in its Links."""
+    links = [(name, value["@odata.id"]) for doc in (root, root.get("Links", {}))
+             for name, value in doc.items() if isinstance(value, dict) and set(value) == {"@odata.id"}]
+    return {
+        "@odata.context": "/redfish/v1/$metadata",
+        "value": [{"name": "Service", "kind": "Singleton", "url": "/redfish/v1/"}]
+        + [{"name": name, "kind": "Singleton", "url": url} for name, url in links],
+    }
 
 
 @blp.route(f"{SCHEMA_URI}/<name>")

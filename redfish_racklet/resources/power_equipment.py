@@ -17,13 +17,11 @@ from __future__ import annotations
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
-from ..agent import client
-from ..messages import RedfishError, message
-from ..web import (CONFIGURE_COMPONENTS, LOGIN, RedfishView, check_if_match, check_patch, collection,
-                   json_body, json_response, odata_id, render)
+from ..messages import message
+from ..web import (CONFIGURE_COMPONENTS, LOGIN, RedfishView, StrictNumber, action_parameter, check_if_match,
+                   check_patch, collection, json_body, json_response, odata_id, render)
 from . import sensors
-from .chassis_power import StrictNumber
-from .common import not_found, odata_type, state_dir, store
+from .common import action_info, agent_command, not_found, odata_type, store
 
 blp = Blueprint("power_equipment", __name__, description="The busbar and its rails")
 
@@ -227,14 +225,8 @@ class PowerControlActionInfo(RedfishView):
     def get(self, bus_id, outlet_id):
         _bus(bus_id)
         _unit(outlet_id)
-        return {
-            "@odata.id": f"{BUSBAR}/Outlets/{outlet_id}/PowerControlActionInfo",
-            "@odata.type": odata_type("ActionInfo"),
-            "Id": "PowerControlActionInfo",
-            "Name": "Power Control Action Info",
-            "Parameters": [{"Name": "PowerState", "Required": True, "DataType": "String",
-                            "AllowableValues": list(POWER_CONTROL_STATES)}],
-        }
+        return action_info(f"{BUSBAR}/Outlets/{outlet_id}/PowerControlActionInfo", "Power Control Action Info",
+                           "PowerState", POWER_CONTROL_STATES)
 
 
 @blp.route(f"{BUSES}/<bus_id>/Outlets/<outlet_id>/Actions/{ACTION}")
@@ -244,28 +236,6 @@ class PowerControl(RedfishView):
     def post(self, bus_id, outlet_id):
         _bus(bus_id)
         _unit(outlet_id)
-        state = _power_state(json_body())
-        try:
-            result = client.run_command(store(), state_dir(), outlet_id, f"outlet:{state}")
-        except client.AgentUnavailable:
-            raise RedfishError.of(503, "ServiceTemporarilyUnavailable", 5,
-                                  headers={"Retry-After": "5"}) from None
-        if result["state"] != "done":
-            err = message("ActionParameterValueConflict", "PowerState", state)
-            err["Resolution"] = f"The rail cannot do this now: {result['message']}."
-            raise RedfishError(409, [err])
+        state = action_parameter(json_body(), ACTION, "PowerState", POWER_CONTROL_STATES)
+        agent_command(outlet_id, "outlet", "PowerState", state, "rail")
         return json_response({"@Message.ExtendedInfo": [message("Success")]})
-
-
-def _power_state(body: dict) -> str:
-    unknown = [k for k in body if k != "PowerState" and not k.startswith("@")]
-    if unknown:
-        raise RedfishError.of(400, "ActionParameterUnknown", ACTION, unknown[0])
-    if "PowerState" not in body:
-        raise RedfishError.of(400, "ActionParameterMissing", ACTION, "PowerState")
-    value = body["PowerState"]
-    if not isinstance(value, str):
-        raise RedfishError.of(400, "ActionParameterValueTypeError", value, "PowerState", ACTION)
-    if value not in POWER_CONTROL_STATES:
-        raise RedfishError.of(400, "ActionParameterValueNotInList", value, "PowerState", ACTION)
-    return value

@@ -27,22 +27,27 @@ class ServiceRoot(RedfishView):
     cacheable = True
 
     def get(self):
-        return {
-            "@odata.id": "/redfish/v1",
-            "@odata.type": odata_type("ServiceRoot"),
-            "Id": "RootService",
-            "Name": "Racklet Redfish Service",
-            "RedfishVersion": REDFISH_VERSION,
-            "UUID": store().service_uuid(),
-            "Vendor": "Racklet",
-            "Product": f"redfish-racklet {__version__}",
-            "ProtocolFeaturesSupported": odata.PROTOCOL_FEATURES,
-            "Systems": odata_id("Systems"),
-            "Chassis": odata_id("Chassis"),
-            "Managers": odata_id("Managers"),
-            "PowerEquipment": odata_id("PowerEquipment"),
-            "AccountService": odata_id("AccountService"),
-            "SessionService": odata_id("SessionService"),
-            "JsonSchemas": odata_id("JsonSchemas"),
-            "Links": {"Sessions": odata_id("SessionService", "Sessions")},
-        }
+        return service_root_doc()
+
+
+def service_root_doc() -> dict:
+    """The ServiceRoot; its links are also what the OData service document lists."""
+    return {
+        "@odata.id": "/redfish/v1",
+        "@odata.type": odata_type("ServiceRoot"),
+        "Id": "RootService",
+        "Name": "Racklet Redfish Service",
+        "RedfishVersion": REDFISH_VERSION,
+        "UUID": store().service_uuid(),
+        "Vendor": "Racklet",
+        "Product": f"redfish-racklet {__version__}",
+        "ProtocolFeaturesSupported": odata.PROTOCOL_FEATURES,
+        "Systems": odata_id("Systems"),
+        "Chassis": odata_id("Chassis"),
+        "Managers": odata_id("Managers"),
+        "PowerEquipment": odata_id("PowerEquipment"),
+        "AccountService": odata_id("AccountService"),
+        "SessionService": odata_id("SessionService"),
+        "JsonSchemas": odata_id("JsonSchemas"),
+        "Links": {"Sessions": odata_id("SessionService", "Sessions")},
+    }

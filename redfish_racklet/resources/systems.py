@@ -10,19 +10,18 @@ are in ``system_parts``.
 
 from __future__ import annotations
 
-import json
 import re
 import urllib.parse
 
 from flask_smorest import Blueprint
-from marshmallow import Schema, ValidationError, fields, validate
+from marshmallow import Schema, fields, validate
 
-from ..agent import client
 from ..agent.power import RESET_TYPES
 from ..messages import RedfishError, message
-from ..web import (CONFIGURE_COMPONENTS, LOGIN, RedfishView, check_if_match, check_patch,
-                   collection, json_body, json_response, odata_id, render)
-from .common import not_found, odata_type, state_dir, store, unit_status, unit_uuid
+from ..web import (CONFIGURE_COMPONENTS, LOGIN, Invalid, RedfishView, StrictBoolean, action_parameter,
+                   check_if_match, check_patch, collection, is_annotation, json_body, json_response, odata_id,
+                   one_of, render, walk_tree)
+from .common import action_info, agent_command, not_found, odata_type, store, unit_status, unit_uuid
 
 blp = Blueprint("systems", __name__, description="Compute units")
 
@@ -41,27 +40,11 @@ BOOT_TARGETS = ("None", "Pxe", "UefiHttp", "Hdd", "SDCard", "Usb")
 BOOT_ENABLED = ("Disabled", "Once", "Continuous")
 BOOT_MODES = ("UEFI", "Legacy")
 BOOT_DEFAULT = {"target": "None", "enabled": "Disabled", "mode": "UEFI", "uri": ""}
-# Boot property -> (key in the setting, allowed values)
-BOOT_ENUMS = {
-    "BootSourceOverrideTarget": ("target", BOOT_TARGETS),
-    "BootSourceOverrideEnabled": ("enabled", BOOT_ENABLED),
-    "BootSourceOverrideMode": ("mode", BOOT_MODES),
-}
-BOOT_READ_ONLY = ("UefiTargetBootSourceOverride",)  # shown (the OCP profile reads it), never set
+# Boot property -> key in the setting. What Boot shows and this does not list
+# (UefiTargetBootSourceOverride, which the OCP profile reads) is read-only.
+BOOT_KEYS = {"BootSourceOverrideTarget": "target", "BootSourceOverrideEnabled": "enabled",
+             "BootSourceOverrideMode": "mode", "HttpBootUri": "uri"}
 HTTP_BOOT_URI_MAX = 2048
-
-
-class StrictBoolean(fields.Boolean):
-    """A JSON boolean: not 0/1, not "true"."""
-
-    def __init__(self, **kw):
-        kw.setdefault("error_messages", {"invalid": "type", "null": "type"})
-        super().__init__(**kw)
-
-    def _deserialize(self, value, attr, data, **kw):
-        if not isinstance(value, bool):
-            raise ValidationError("type")
-        return value
 
 
 class SystemPatch(Schema):
@@ -143,6 +126,7 @@ def system_doc(unit: dict) -> dict:
         "EthernetInterfaces": odata_id("Systems", uid, "EthernetInterfaces"),
         "Storage": odata_id("Systems", uid, "Storage"),
         "SimpleStorage": odata_id("Systems", uid, "SimpleStorage"),
+        "LogServices": odata_id("Systems", uid, "LogServices"),
         "Links": {
             "Chassis": [odata_id("Chassis", uid)],
             "Chassis@odata.count": 1,
@@ -211,7 +195,7 @@ def validate_patch(body: dict, current: dict, stored_boot: dict) -> tuple[dict, 
     boot = None
     if "Boot" in body:
         try:
-            boot = boot_patch(body["Boot"], stored_boot)
+            boot = boot_patch(body["Boot"], stored_boot, current["Boot"])
         except RedfishError as e:
             errors += e.messages
     led = None
@@ -241,51 +225,40 @@ def led_change(changes: dict) -> str | None:
     return None
 
 
-def boot_patch(value, stored: dict) -> dict | None:
-    """The boot setting after applying a PATCH's ``Boot`` object to ``stored``.
+def boot_patch(value, stored: dict, shown: dict) -> dict | None:
+    """The boot setting after applying a PATCH's ``Boot`` object to ``stored``
+    (``shown``: Boot as served, which tells read-only from unknown properties).
 
-    None when the object holds nothing to change (annotations only). Raises a 400
-    listing every problem, each named by its path ("Boot/X").
+    None when the object holds nothing to change (annotations, echoed back from a GET,
+    are ignored). Raises a 400 listing every problem, each named by its path ("Boot/X").
     """
-    if not isinstance(value, dict):
-        raise RedfishError.of(400, "PropertyValueTypeError", _shown(value), "Boot", related=["#/Boot"])
-    new = dict(stored)
-    errors = []
-    keys = [k for k in value if "@" not in k]  # annotations (AllowableValues echoed back) are ignored
-    for key in keys:
-        v, path = value[key], f"Boot/{key}"
-        related = [f"#/{path}"]
-        if key in BOOT_ENUMS:
-            field, allowed = BOOT_ENUMS[key]
-            if not isinstance(v, str):
-                errors.append(message("PropertyValueTypeError", _shown(v), path, related=related))
-            elif v not in allowed:
-                errors.append(message("PropertyValueNotInList", v, path, related=related))
-            else:
-                new[field] = v
-        elif key == "HttpBootUri":
-            problem = http_boot_uri_problem(v)
-            if problem is None:
-                new["uri"] = v or ""
-            elif problem == "StringValueTooLong":
-                errors.append(message(problem, v, HTTP_BOOT_URI_MAX, related=related))
-            elif problem == "PropertyValueIncorrect":  # its arguments are (property, value)
-                errors.append(message(problem, path, v, related=related))
-            else:
-                errors.append(message(problem, _shown(v), path, related=related))
-        elif key in BOOT_READ_ONLY:
-            errors.append(message("PropertyNotWritable", path, related=related))
-        else:
-            errors.append(message("PropertyUnknown", path, related=related))
+    errors: list[dict] = []
+    asked = walk_tree({"Boot": value}, {"Boot": BOOT_WRITABLE}, {"Boot": shown}, errors,
+                      ignored=is_annotation).get("Boot", {})
+    new = dict(stored, **{BOOT_KEYS[k]: v for k, v in asked.items()})
     if not errors and new["target"] == "UefiHttp" and not new["uri"]:
-        if "HttpBootUri" in keys:  # clearing the URI the target needs
+        if "HttpBootUri" in asked:  # clearing the URI the target needs
             errors.append(message("PropertyValueConflict", "Boot/HttpBootUri", "Boot/BootSourceOverrideTarget",
                                   related=["#/Boot/HttpBootUri"]))
         else:  # UEFI HTTP boot from here needs a URI: ask for it in the request
             errors.append(message("PropertyMissing", "Boot/HttpBootUri", related=["#/Boot/HttpBootUri"]))
     if errors:
         raise RedfishError(400, errors)
-    return new if keys else None
+    return new if asked else None
+
+
+def check_http_boot_uri(value) -> str:
+    """A leaf check of ``walk_tree``: the URI to store ("" clears it)."""
+    problem = http_boot_uri_problem(value)
+    if problem is not None:
+        raise Invalid(problem, limit=HTTP_BOOT_URI_MAX)
+    return value or ""
+
+
+BOOT_WRITABLE = {"BootSourceOverrideTarget": one_of(BOOT_TARGETS),
+                 "BootSourceOverrideEnabled": one_of(BOOT_ENABLED),
+                 "BootSourceOverrideMode": one_of(BOOT_MODES),
+                 "HttpBootUri": check_http_boot_uri}
 
 
 _URI_FORBIDDEN = re.compile(r"[\x00-\x20\x7f<>\"{}|\\^`]")
@@ -321,10 +294,6 @@ def http_boot_uri_problem(uri) -> str | None:
     return None
 
 
-def _shown(value) -> str:
-    return value if isinstance(value, str) else json.dumps(value)
-
-
 @blp.route("/redfish/v1/Systems/<system_id>/ResetActionInfo")
 class ResetActionInfo(RedfishView):
     privileges = {"GET": LOGIN}
@@ -332,14 +301,8 @@ class ResetActionInfo(RedfishView):
 
     def get(self, system_id):
         _unit(system_id)
-        return {
-            "@odata.id": f"/redfish/v1/Systems/{system_id}/ResetActionInfo",
-            "@odata.type": odata_type("ActionInfo"),
-            "Id": "ResetActionInfo",
-            "Name": "Reset Action Info",
-            "Parameters": [{"Name": "ResetType", "Required": True, "DataType": "String",
-                            "AllowableValues": list(RESET_TYPES)}],
-        }
+        return action_info(f"/redfish/v1/Systems/{system_id}/ResetActionInfo", "Reset Action Info", "ResetType",
+                           RESET_TYPES)
 
 
 @blp.route("/redfish/v1/Systems/<system_id>/Actions/ComputerSystem.Reset")
@@ -348,29 +311,6 @@ class Reset(RedfishView):
 
     def post(self, system_id):
         _unit(system_id)
-        reset_type = _reset_type(json_body())
-        try:
-            result = client.run_command(store(), state_dir(), system_id, f"reset:{reset_type}")
-        except client.AgentUnavailable:
-            raise RedfishError.of(503, "ServiceTemporarilyUnavailable", 5,
-                                  headers={"Retry-After": "5"}) from None
-        if result["state"] != "done":
-            err = message("ActionParameterValueConflict", "ResetType", reset_type)
-            err["Resolution"] = f"The unit cannot do this now: {result['message']}."
-            raise RedfishError(409, [err])
+        reset_type = action_parameter(json_body(), "ComputerSystem.Reset", "ResetType", RESET_TYPES)
+        agent_command(system_id, "reset", "ResetType", reset_type, "unit")
         return json_response({"@Message.ExtendedInfo": [message("Success")]})
-
-
-def _reset_type(body: dict) -> str:
-    action = "ComputerSystem.Reset"
-    unknown = [k for k in body if k != "ResetType" and not k.startswith("@")]
-    if unknown:
-        raise RedfishError.of(400, "ActionParameterUnknown", action, unknown[0])
-    if "ResetType" not in body:
-        raise RedfishError.of(400, "ActionParameterMissing", action, "ResetType")
-    value = body["ResetType"]
-    if not isinstance(value, str):
-        raise RedfishError.of(400, "ActionParameterValueTypeError", value, "ResetType", action)
-    if value not in RESET_TYPES:
-        raise RedfishError.of(400, "ActionParameterValueNotInList", value, "ResetType", action)
-    return value
