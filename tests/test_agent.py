@@ -12,7 +12,8 @@ import pytest
 from redfish_racklet import manifest as mf
 from redfish_racklet.agent.main import RACK, Agent
 from redfish_racklet.drivers.fake_gpio import FakeChip, FakeGpiod
-from redfish_racklet.drivers.fake_smbus import FakeINA2xx, FakeSMBus, FakeTMP102
+from redfish_racklet.drivers import hat_eeprom
+from redfish_racklet.drivers.fake_smbus import FakeAT24, FakeINA2xx, FakeSMBus, FakeTMP102
 from redfish_racklet.store import Store
 
 
@@ -224,8 +225,9 @@ def test_busbar_is_the_sum_of_the_rails_and_the_fan_follows_the_air(tmp_path):
 LINUX = """\
 rack: {name: Real, driver: linux, gpio_chip: /dev/gpiochip7, smbus: 1, power_on_stagger_seconds: 0}
 units:
-  - {id: Unit1, slot: 1, gpio: {rail: RAIL1, presence: SENSE1, led: LED1},
-     sensors: {power: {chip: ina219, address: 0x40, shunt_ohms: 0.1}, temperature: {chip: tmp102, address: 0x48}}}
+  - {id: Unit1, slot: 1, manufacturer: From the manifest, gpio: {rail: RAIL1, presence: SENSE1, led: LED1},
+     sensors: {power: {chip: ina219, address: 0x40, shunt_ohms: 0.1}, temperature: {chip: tmp102, address: 0x48},
+               eeprom: {chip: 24c32, address: 0x50, hat: true}}}
   - {id: Unit2, slot: 2, gpio: {rail: RAIL2, presence: SENSE2}}
 """
 
@@ -236,8 +238,14 @@ def test_linux_driver_on_a_fake_gpio_chip_and_fake_smbus(tmp_path):
     bus = FakeSMBus()
     ina = bus.attach(0x40, FakeINA2xx("ina219", 0.1))
     bus.attach(0x48, FakeTMP102(41.5))
+    hat = hat_eeprom.HatInfo(uuid="0f0e0d0c-0b0a-4908-8706-050403020100", product_id=0x42, product_version=2,
+                             vendor="Racklet", product="Compute tray rev B")
+    bus.attach(0x50, FakeAT24("24c32", content=hat_eeprom.build(hat)))
     ina.set_load(5.0, 0.6)
     agent, clock = make(tmp_path, LINUX, gpio=FakeGpiod(chip), open_bus=lambda n: bus)
+    info = agent.store.unit("Unit1")["info"]  # the HAT ID EEPROM wins over the manifest
+    assert (info["manufacturer"], info["model"], info["serial_number"], info["part_number"]) == \
+        ("Racklet", "Compute tray rev B", hat.uuid, "0x0042 v2")
     clock.advance(0.2, agent)
     assert chip.level[chip.names.index("RAIL1")] is True
     assert chip.level[chip.names.index("RAIL2")] is False  # absent: not powered
