@@ -132,6 +132,33 @@ def start_server(tmp: Path, manifest_text: str | None = TEST_MANIFEST, workers: 
     return server
 
 
+def ids(r) -> list[str]:
+    """The short MessageIds of a Redfish error response, e.g. ['PropertyUnknown']."""
+    return [m["MessageId"].split(".")[-1] for m in r.json()["error"]["@Message.ExtendedInfo"]]
+
+
+def wait_for(predicate, what: str = "condition", timeout: float = 15.0):
+    """Poll ``predicate`` until it returns a truthy value, and return it (bounded: an
+    AssertionError after ``timeout`` seconds)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout} s")
+        time.sleep(0.05)
+
+
+def sim(server: Server, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """``redfish-racklet sim ARGS`` against a server's agent (a hand at the rack)."""
+    r = subprocess.run(cli() + ["sim", "--state-dir", str(server.state_dir), *args],
+                       capture_output=True, text=True, timeout=30)
+    if check:
+        assert r.returncode == 0, r.stderr
+    return r
+
+
 def wait_until_settled(server: Server) -> None:
     """Wait (bounded) until no unit is still powering on or off after the start."""
     c = server.client()

@@ -6,12 +6,12 @@ import json
 
 import pytest
 
+from .conftest import ids
+
 SYSTEM = "/redfish/v1/Systems/Unit2"
 RESET = SYSTEM + "/Actions/ComputerSystem.Reset"
 
 
-def ids(r) -> list[str]:
-    return [m["MessageId"] for m in r.json()["error"]["@Message.ExtendedInfo"]]
 
 
 def assert_error(r, status: int, msg_id: str):

@@ -5,14 +5,13 @@ Controls and Sensors — every view of a reading showing the same number."""
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 
 from redfish_racklet.auth import hash_password
 from redfish_racklet.store import Store
 
-from .conftest import TEST_MANIFEST, shared_or_skip, start_server
+from .conftest import TEST_MANIFEST, ids, shared_or_skip, start_server, wait_for
 
 CHASSIS = "/redfish/v1/Chassis"
 UNITS = ("Unit1", "Unit2", "Unit3", "Unit4")  # present in the test manifest; Unit5 is an empty tray
@@ -50,18 +49,8 @@ def db(srv) -> Store:
     return Store(str(srv.state_dir / "racklet.db"))
 
 
-def ids(r) -> list[str]:
-    return [m["MessageId"].split(".")[-1] for m in r.json()["error"]["@Message.ExtendedInfo"]]
 
 
-def wait_for(predicate, what: str, timeout: float = DEADLINE):
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"{what}: not within {timeout} s")
 
 
 def snapshot(srv, paths: list[str], stamp: str) -> dict[str, dict]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import subprocess
 import time
 
 import pytest
@@ -14,7 +13,7 @@ import pytest
 from redfish_racklet import odata
 from redfish_racklet.store import LOG_MAX
 
-from .conftest import cli
+from .conftest import ids, sim, wait_for
 
 RMC_LOG = "/redfish/v1/Managers/RMC/LogServices/EventLog"
 EVENT = "ResourceEvent.1.4.3."
@@ -28,24 +27,10 @@ def system_log(unit: str) -> str:
     return f"/redfish/v1/Systems/{unit}/LogServices/EventLog"
 
 
-def ids(r) -> list[str]:
-    return [m["MessageId"].split(".")[-1] for m in r.json()["error"]["@Message.ExtendedInfo"]]
 
 
-def sim(server, *args) -> None:
-    r = subprocess.run(cli() + ["sim", "--state-dir", str(server.state_dir), *args],
-                       capture_output=True, text=True, timeout=30)
-    assert r.returncode == 0, r.stderr
 
 
-def wait_for(check, timeout: float = 10.0):
-    """Poll ``check`` until it returns a truthy value (bounded)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.05)
 
 
 def entries(c, srv, log: str) -> list[dict]:

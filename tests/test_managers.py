@@ -18,23 +18,13 @@ import requests
 from redfish_racklet.resources import manager_network as mn
 from redfish_racklet.resources.managers import MANAGER_RESET_TYPES
 
-from .conftest import shared_or_skip
+from .conftest import ids, shared_or_skip, wait_for
 
 RMC = "/redfish/v1/Managers/RMC"
 
 
-def ids(r) -> list[str]:
-    return [m["MessageId"].split(".")[-1] for m in r.json()["error"]["@Message.ExtendedInfo"]]
 
 
-def wait_for(predicate, timeout: float = 10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("condition not reached in time")
 
 
 # -- the list and the shapes ------------------------------------------------------------

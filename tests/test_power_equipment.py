@@ -10,7 +10,7 @@ import pytest
 
 from redfish_racklet.store import Store
 
-from .conftest import restart, shared_or_skip, start_server
+from .conftest import ids, restart, shared_or_skip, start_server, wait_for
 
 ROOT = "/redfish/v1/PowerEquipment"
 BUSBAR = f"{ROOT}/ElectricalBuses/Busbar"
@@ -41,22 +41,12 @@ def get(srv, path: str) -> dict:
     return r.json()
 
 
-def ids(r) -> list[str]:
-    return [m["MessageId"].split(".")[-1] for m in r.json()["error"]["@Message.ExtendedInfo"]]
 
 
 def db(srv) -> Store:
     return Store(str(srv.state_dir / "racklet.db"))
 
 
-def wait_for(predicate, what: str, timeout: float = DEADLINE):
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"{what}: not within {timeout} s")
 
 
 def system_state(srv, uid: str) -> str:

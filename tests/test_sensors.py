@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import time
 
 from redfish_racklet.drivers import sim_physics as phys
 
-from .conftest import restart
+from .conftest import restart, wait_for
 
 SENSORS = ("Power", "Voltage", "Current", "Temperature", "Energy", "EnergykWh")
 
@@ -48,14 +47,6 @@ def test_unknown_sensor_and_chassis(server):
     assert c.get(server.url + "/redfish/v1/Chassis/Rack/Sensors/Humidity").status_code == 404
 
 
-def wait_for(predicate, timeout=10.0):
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
 
 
 def test_energy_grows_and_survives_a_restart(fresh_server):

@@ -4,21 +4,18 @@ LED and the boot override, against the DMTF schemas, with every kind of bad PATC
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 
 from redfish_racklet.resources import system_parts, systems
 from redfish_racklet.store import Store
 
-from .conftest import shared_or_skip
+from .conftest import ids, shared_or_skip, wait_for
 
 UNIT = "Unit2"
 SYSTEM = f"/redfish/v1/Systems/{UNIT}"
 
 
-def ids(r) -> list[str]:
-    return [m["MessageId"].split(".")[-1] for m in r.json()["error"]["@Message.ExtendedInfo"]]
 
 
 def store_of(server) -> Store:
@@ -29,14 +26,6 @@ def schema(name: str) -> dict:
     return json.loads(shared_or_skip("redfish", "json-schema", f"{name}.json").read_text())["definitions"]
 
 
-def wait_for(predicate, timeout: float = 10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("condition not reached in time")
 
 
 @pytest.fixture
