@@ -131,6 +131,43 @@ def _sim(args) -> int:
     return 0
 
 
+def _factory_reset(args) -> int:
+    import time
+
+    from . import factory
+    from .agent import FACTORY_RESET, FACTORY_RESET_TIMEOUT, SOCKET_NAME, client
+    from .store import Store
+
+    state_dir = os.path.abspath(args.state_dir)
+    if not is_initialized(state_dir):
+        print(f"redfish-racklet: {state_dir} is not a state directory", file=sys.stderr)
+        return 1
+    if not args.yes:
+        if not sys.stdin.isatty():
+            print("redfish-racklet factory-reset: give --yes to confirm (it forgets every account, "
+                  "setting, log and certificate of the rack)", file=sys.stderr)
+            return 2
+        answer = input(f"Factory reset the rack in {state_dir}: units off, every account, setting, log "
+                       "and certificate replaced. Type 'reset' to go on: ")
+        if answer.strip() != "reset":
+            print("redfish-racklet: nothing was changed", file=sys.stderr)
+            return 1
+    t0 = time.monotonic()
+    store = Store(os.path.join(state_dir, DB_NAME))
+    if os.path.exists(os.path.join(state_dir, SOCKET_NAME)):
+        try:  # a running rack: its agent powers the units down first, then resets
+            result = client.run_command(store, state_dir, "RMC", FACTORY_RESET, timeout=FACTORY_RESET_TIMEOUT)
+            path = result["message"]
+        except client.AgentUnavailable as e:
+            print(f"redfish-racklet factory-reset: {e}; nothing was changed", file=sys.stderr)
+            return 1
+    else:  # nothing runs: no rail is held, so nothing to power down
+        path = factory.reset(state_dir, store)
+    print(f"redfish-racklet: factory reset done in {time.monotonic() - t0:.1f} s: every unit is off; new CA "
+          f"{os.path.join(state_dir, 'ca.pem')}; the new 'admin' password is in {path}")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="redfish-racklet",
@@ -163,6 +200,11 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("unit", metavar="UNIT", help="unit id, e.g. Unit3 (Rack for the fan)")
     sp.add_argument("value", nargs="?", metavar="VALUE", help="load fraction, or the part that fails")
 
+    sp = sub.add_parser("factory-reset", help="power the units down and forget every account, setting, "
+                        "log and certificate: a new rack identity (between two classes)")
+    state(sp)
+    sp.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+
     sp = sub.add_parser("agent", help="run only the rack agent (serve starts it for you)")
     state(sp)
     sp.add_argument("--manifest", metavar="FILE")
@@ -180,4 +222,6 @@ def main(argv: list[str] | None = None) -> int:
         return _serve(args)
     if args.command == "sim":
         return _sim(args)
+    if args.command == "factory-reset":
+        return _factory_reset(args)
     return _agent(args)

@@ -159,6 +159,28 @@ def sim(server: Server, *args: str, check: bool = True) -> subprocess.CompletedP
     return r
 
 
+def children(pid: int) -> dict[int, str]:
+    """{pid: command line} of the processes whose parent is ``pid``."""
+    out = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            if ppid == pid:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    out[int(entry)] = f.read().replace(b"\0", b" ").decode()
+        except (OSError, ValueError, IndexError):
+            continue
+    return out
+
+
+def api_workers(server: Server) -> set[int]:
+    """The pids of a server's gunicorn workers (its children but the agent)."""
+    return {p for p, cmd in children(server.proc.pid).items() if " agent " not in cmd + " "}
+
+
 def wait_until_settled(server: Server) -> None:
     """Wait (bounded) until no unit is still powering on or off after the start."""
     c = server.client()

@@ -18,7 +18,7 @@ import requests
 from redfish_racklet.resources import manager_network as mn
 from redfish_racklet.resources.managers import MANAGER_RESET_TYPES
 
-from .conftest import ids, shared_or_skip, wait_for
+from .conftest import children, ids, shared_or_skip, wait_for
 
 RMC = "/redfish/v1/Managers/RMC"
 
@@ -316,21 +316,6 @@ def test_absent_bmc_cannot_be_reset(server):
     assert r.status_code == 404
 
 
-def children(pid: int) -> dict[int, str]:
-    """{pid: command line} of the processes whose parent is ``pid``."""
-    out = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            if ppid == pid:
-                with open(f"/proc/{entry}/cmdline", "rb") as f:
-                    out[int(entry)] = f.read().replace(b"\0", b" ").decode()
-        except (OSError, ValueError, IndexError):
-            continue
-    return out
 
 
 def restart_rmc_and_watch(srv) -> tuple[set[int], list]:

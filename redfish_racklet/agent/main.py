@@ -21,7 +21,8 @@ from typing import Callable
 from ..drivers.smbus import ChipError
 from ..manifest import Manifest
 from ..store import Store
-from . import SOCKET_NAME, events, hardware, power, sampling
+from .. import factory
+from . import FACTORY_RESET, SOCKET_NAME, events, hardware, power, sampling
 from .energy import Integrator, Window
 from .fan import FanCurve
 
@@ -31,6 +32,8 @@ RACK = "Rack"  # the readings of the busbar, the rack air and the fan
 BMC_RESET_TYPES = ("GracefulRestart", "ForceRestart")
 OUTLET_ACTIONS = {"On": "On", "Off": "ForceOff", "PowerCycle": "PowerCycle"}
 RESTORE_POLICIES = ("AlwaysOn", "AlwaysOff", "LastState")
+FACTORY_SHUTDOWN_SECONDS = 2.5  # graceful shutdowns get this long before the rails are cut
+SERVE_PID_ENV = "RACKLET_SERVE_PID"  # set by `serve`: whose API workers to reload
 
 
 @dataclass
@@ -62,6 +65,8 @@ class Agent:
         self.windows = {uid: Window() for uid in list(self.hw) + [RACK]}
         self._rack_failing: set[str] = set()
         self.log = events.Log(store, lambda: self.wall())
+        self.state_dir: str | None = None  # where the keys live (for a factory reset)
+        self.wait: Callable[[float], None] = time.sleep
 
     @classmethod
     def from_manifest(cls, store: Store, manifest: Manifest, clock=time.monotonic, gpio=None,
@@ -287,6 +292,10 @@ class Agent:
             return {"id": cid, "state": c["state"] if c else "unknown", "message": ""}
         uid, action = cmd["unit"], cmd["action"]
         self.observe()
+        if action == FACTORY_RESET:
+            path = self.factory_reset()
+            self.store.finish_command(cid, "done", "", self.wall())
+            return {"id": cid, "state": "done", "message": path}
         try:
             if uid not in self.hw:
                 raise power.Conflict(f"no unit {uid}")
@@ -340,6 +349,36 @@ class Agent:
             raise power.Conflict("the unit is absent; its BMC cannot be reset")
         self.store.set_setting(uid, "bmc_reset", self.wall())
         self.log.write("ManagerReset", [f"{uid}-BMC", reset_type], f"/redfish/v1/Managers/{uid}-BMC", uid)
+
+    # -- factory reset ----------------------------------------------------------------------
+    def factory_reset(self) -> str:
+        """Power the units down (gracefully, for a bounded time), then forget everything
+        (factory.reset), then have the API workers load the new certificate."""
+        self.queue.clear()
+        self.intents.clear()
+        for hw in self.hw.values():
+            if hw.get():
+                hw.request_shutdown()
+        deadline = time.monotonic() + FACTORY_SHUTDOWN_SECONDS
+        while time.monotonic() < deadline and any(
+                hw.get() and hw.state() not in ("halted", "off") for hw in self.hw.values()):
+            self.wait(0.05)
+        for hw in self.hw.values():
+            if hw.get():
+                hw.set(False)
+        path = factory.reset(self.state_dir or os.path.dirname(self.store.path), self.store)
+        self._written.clear()
+        self._leds.clear()
+        self.observe()
+        self.log.write("ManagerReset", ["RMC", "ResetAll"], "/redfish/v1/Managers/RMC")
+        log.warning("factory reset: units off, accounts, settings, logs and certificates renewed")
+        serve_pid = os.environ.get(SERVE_PID_ENV)
+        if serve_pid:  # gunicorn's arbiter: new workers with the new certificate, gracefully
+            try:
+                os.kill(int(serve_pid), signal.SIGHUP)
+            except (OSError, ValueError):
+                log.warning("could not ask serve (pid %s) to reload its workers", serve_pid)
+        return path
 
     # -- the simulation, driven by `redfish-racklet sim` ---------------------------------
     def sim_command(self, op: str, uid: str, value=None) -> dict:
@@ -477,5 +516,6 @@ def main(state_dir: str, manifest: Manifest) -> int:
     except hardware.HardwareError as e:
         log.error("cannot start: %s", e)
         return 2
+    agent.state_dir = state_dir
     serve(agent, state_dir, stop)
     return 0

@@ -17,16 +17,19 @@ from flask import request
 from flask_smorest import Blueprint
 
 from .. import __version__
+from ..agent import FACTORY_RESET, FACTORY_RESET_TIMEOUT, client
 from ..messages import RedfishError, message
 from ..web import (CONFIGURE_MANAGER, LOGIN, RedfishView, action_parameter, collection, json_body, json_response,
                    odata_id)
-from .common import action_info, agent_command, not_found, odata_type, store, unit_uuid
+from .common import action_info, agent_command, not_found, odata_type, state_dir, store, unit_uuid
 
 blp = Blueprint("managers", __name__, description="Managers")
 
 RMC_ID = "RMC"
 BMC_SUFFIX = "-BMC"
 RESET_ACTION = "#Manager.Reset"
+RESET_TO_DEFAULTS_ACTION = "#Manager.ResetToDefaults"
+RESET_TO_DEFAULTS_TYPES = ("ResetAll",)  # a factory reset (see factory.py); nothing is preserved
 # Both restart the manager, as in bmcweb (which maps both to the BMC's reboot): the RMC
 # has no harder way to restart its workers than gunicorn's graceful reload.
 MANAGER_RESET_TYPES = ("GracefulRestart", "ForceRestart")
@@ -85,7 +88,10 @@ def rmc_doc(units: list[dict]) -> dict:
             "ManagerForManagers@odata.count": len(bmcs),
             "ManagerInChassis": odata_id("Chassis", "Rack"),
         },
-        "Actions": _reset_action(RMC_ID),
+        "Actions": dict(_reset_action(RMC_ID), **{RESET_TO_DEFAULTS_ACTION: {
+            "target": f"{base}/Actions/Manager.ResetToDefaults",
+            "ResetType@Redfish.AllowableValues": list(RESET_TO_DEFAULTS_TYPES),
+            "@Redfish.ActionInfo": f"{base}/ResetToDefaultsActionInfo"}}),
     }
 
 
@@ -187,3 +193,34 @@ def _restart_workers(reset_type: str):
     response = json_response({"@Message.ExtendedInfo": [message("Success")]})
     response.call_on_close(lambda: os.kill(arbiter, signal.SIGHUP))
     return response
+
+
+@blp.route("/redfish/v1/Managers/<manager_id>/ResetToDefaultsActionInfo")
+class ResetToDefaultsActionInfo(RedfishView):
+    privileges = {"GET": LOGIN}
+    cacheable = True
+
+    def get(self, manager_id):
+        if manager_id != RMC_ID:
+            raise not_found("Manager", manager_id)
+        return action_info(f"/redfish/v1/Managers/{RMC_ID}/ResetToDefaultsActionInfo",
+                           "Reset To Defaults Action Info", "ResetType", RESET_TO_DEFAULTS_TYPES)
+
+
+@blp.route("/redfish/v1/Managers/<manager_id>/Actions/Manager.ResetToDefaults")
+class ResetToDefaults(RedfishView):
+    """The factory reset of the rack: the agent powers the units down, then forgets
+    accounts, sessions, logs and settings and makes new certificates (factory.py). The
+    caller's session ends with it; the new admin password is in the state directory."""
+
+    privileges = {"POST": CONFIGURE_MANAGER}
+
+    def post(self, manager_id):
+        if manager_id != RMC_ID:
+            raise not_found("Manager", manager_id)
+        action_parameter(json_body(), "Manager.ResetToDefaults", "ResetType", RESET_TO_DEFAULTS_TYPES)
+        try:
+            client.run_command(store(), state_dir(), RMC_ID, FACTORY_RESET, timeout=FACTORY_RESET_TIMEOUT)
+        except client.AgentUnavailable:
+            raise RedfishError.of(503, "ServiceTemporarilyUnavailable", 5, headers={"Retry-After": "5"}) from None
+        return json_response({"@Message.ExtendedInfo": [message("Success")]})
