@@ -31,11 +31,28 @@ def json_body() -> dict:
     raw = request.get_data(cache=True)
     try:
         body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: "[[[[…" a mile deep
         raise RedfishError.of(400, "MalformedJSON") from None
     if not isinstance(body, dict):
         raise RedfishError.of(400, "UnrecognizedRequestBody")
+    if too_deep(body, MAX_JSON_DEPTH):
+        raise RedfishError.of(400, "UnrecognizedRequestBody")
     return body
+
+
+MAX_JSON_DEPTH = 16  # Redfish bodies nest a few levels; deeper is an attack on the code below
+
+
+def too_deep(value, limit: int) -> bool:
+    """Whether containers nest deeper than ``limit`` (iterative: no recursion to exhaust)."""
+    stack = [(value, 1)]
+    while stack:
+        v, depth = stack.pop()
+        if isinstance(v, (dict, list)):
+            if depth > limit:
+                return True
+            stack.extend((c, depth + 1) for c in (v.values() if isinstance(v, dict) else v))
+    return False
 
 
 def value_error(msg_id: str, value, where: str, limit=None) -> dict:
