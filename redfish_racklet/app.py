@@ -11,12 +11,12 @@ import logging
 import os
 import time
 
-from flask import Flask, g, request
+from flask import Flask, current_app, g, request
 from flask_smorest import Api
 from werkzeug.exceptions import HTTPException
 
-from . import __version__, odata
-from .auth import Principal, login, parse_basic
+from . import __version__, mtls, odata
+from .auth import BasicCache, Principal, login, parse_basic, password_change_allows, principal_of
 from .messages import RedfishError
 from .resources import BLUEPRINTS
 from .store import Store
@@ -50,6 +50,7 @@ def create_app(config: dict) -> Flask:
     app.url_map.merge_slashes = False
     state_dir = app.config["STATE_DIR"]
     app.extensions["racklet_store"] = Store(os.path.join(state_dir, "racklet.db"))
+    app.extensions["racklet_basic_cache"] = BasicCache(app.config.get("BASIC_AUTH_CACHE_SECONDS", 60.0))
     api = Api(app)
     for blp in BLUEPRINTS:
         api.register_blueprint(blp)
@@ -88,17 +89,21 @@ def _privileges_for(rule, method: str):
 
 def authenticate() -> Principal | None:
     s = store()
+    principal = mtls.principal(request, s)  # a verified client certificate (mtls.py)
+    if principal is not None:
+        return principal
     token = request.headers.get("X-Auth-Token")
     if token:
         sess = s.session_by_token(token, time.time())
         if sess is None or not sess["enabled"]:
             return None
-        return Principal(sess["username"], sess["role_id"], sess["id"])
+        return principal_of(sess, sess["id"])
     creds = parse_basic(request.headers.get("Authorization", ""))
-    if creds:
-        acct = login(s, *creds)
+    if creds:  # auth.login: lockout, audit, and the cache of good Basic credentials
+        acct = login(s, *creds, via="HTTP Basic", client=request.remote_addr or "",
+                     cache=current_app.extensions["racklet_basic_cache"])
         if acct:
-            return Principal(acct["username"], acct["role_id"])
+            return principal_of(acct)
     return None
 
 
@@ -120,6 +125,11 @@ def _before():
     needed = _privileges_for(rule, method)
     has_credentials = "X-Auth-Token" in headers or "Authorization" in headers
     ctx.principal = authenticate() if (needed is not None or has_credentials) else None
+    if ctx.principal is not None and ctx.principal.password_change_required and \
+            not password_change_allows(ctx.principal, method, req.path):
+        if needed is not None:  # DSP0266: only the password change until it is done
+            raise RedfishError.of(403, "PasswordChangeRequired", ctx.principal.account_uri)
+        ctx.principal = None  # a public resource: as for anyone
     if needed is None:
         return None  # public resource; credentials, if valid, only widen $expand
     if ctx.principal is None:

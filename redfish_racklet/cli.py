@@ -46,6 +46,7 @@ def init(state_dir: str, admin_password_file: str | None = None, rack_name: str 
     os.chmod(state_dir, 0o700)
     ca_key, ca_cert = pki.make_ca(state_dir, rack_name)
     pki.make_server_cert(state_dir, ca_key, ca_cert)
+    pki.make_client_ca(state_dir, rack_name)
     store = Store(os.path.join(state_dir, DB_NAME + ".new"))
     store.create()
     store.add_account("admin", auth.hash_password(password), "Administrator")
@@ -78,7 +79,7 @@ def _serve(args) -> int:
             return rc
     try:
         return serve(state_dir, args.bind, args.port, args.manifest and os.path.abspath(args.manifest),
-                     args.workers)
+                     args.workers, require_client_cert=args.require_client_cert)
     except (StateDirBusy, RuntimeError) as e:
         print(f"redfish-racklet: {e}", file=sys.stderr)
         return 1
@@ -168,6 +169,52 @@ def _factory_reset(args) -> int:
     return 0
 
 
+def _cert(args) -> int:
+    """``cert issue NAME`` / ``cert revoke SERIAL|NAME`` / ``cert list`` (see mtls.py)."""
+    import time
+
+    from . import mtls, pki
+    from .auth import Audit
+    from .store import Store
+
+    state_dir = os.path.abspath(args.state_dir)
+    if not is_initialized(state_dir):
+        print(f"redfish-racklet cert: {state_dir} is not initialised; run `redfish-racklet init`", file=sys.stderr)
+        return 1
+    store = Store(os.path.join(state_dir, DB_NAME))
+    if args.op == "list":
+        for serial, rec in sorted(mtls.issued(store).items(), key=lambda kv: kv[1]["not_after"]):
+            state = "revoked" if rec["revoked"] else "expired" if rec["not_after"] <= time.time() else "valid"
+            print(f"{serial}  {rec['name']}  {time.strftime('%Y-%m-%d', time.gmtime(rec['not_after']))}  {state}")
+        return 0
+    if args.op == "revoke":
+        done = mtls.revoke(store, args.what)
+        if not done:
+            print(f"redfish-racklet cert revoke: no valid certificate has serial or account {args.what!r} "
+                  "(see `redfish-racklet cert list`)", file=sys.stderr)
+            return 1
+        for serial, name in done:
+            Audit(store).write("UserCertificateRemoved", [name])
+            print(f"redfish-racklet: revoked certificate {serial} of {name!r}")
+        return 0
+    acct = store.account_by_name(args.what)
+    if acct is None:
+        print(f"redfish-racklet cert issue: there is no account {args.what!r}; create it first (its role is "
+              "the account's RoleId), then issue its certificate", file=sys.stderr)
+        return 1
+    if not 1 <= args.days <= pki.MAX_CLIENT_DAYS:
+        print(f"redfish-racklet cert issue: --days must be 1..{pki.MAX_CLIENT_DAYS}", file=sys.stderr)
+        return 2
+    pki.ensure_client_ca(state_dir)
+    cert, cert_pem, key_pem = pki.issue_client_cert(state_dir, args.what, args.days, mtls.upn_domain(store))
+    cert_path, key_path = pki.write_client_files(args.out, args.what, cert_pem, key_pem)
+    serial = mtls.record_issued(store, cert, args.what)
+    Audit(store).write("UserCertificateAdded", [args.what])
+    print(f"redfish-racklet: certificate {serial} for {args.what!r} ({acct['role_id']}) until "
+          f"{cert.not_valid_after_utc:%Y-%m-%d}: {cert_path}, key {key_path} (keep it secret)")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="redfish-racklet",
@@ -192,6 +239,17 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--manifest", metavar="FILE",
                     help="rack manifest (YAML); default: the simulated 5-unit rack")
     sp.add_argument("--workers", type=int, default=2, help="API worker processes (default: %(default)s)")
+    sp.add_argument("--require-client-cert", action="store_true",
+                    help="refuse TLS handshakes without a client certificate of the rack's client CA")
+
+    sp = sub.add_parser("cert", help="client certificates (mTLS): issue one for an account, revoke, list")
+    state(sp)
+    sp.add_argument("op", choices=["issue", "revoke", "list"])
+    sp.add_argument("what", nargs="?", metavar="NAME|SERIAL",
+                    help="issue: the account's user name; revoke: a serial or a user name (all its certificates)")
+    sp.add_argument("--days", type=int, default=365, help="issue: validity in days (default: %(default)s)")
+    sp.add_argument("--out", default=".", metavar="DIR",
+                    help="issue: where to write NAME.pem and NAME-key.pem (default: the current directory)")
 
     sp = sub.add_parser("sim", help="change the running simulated rack (plug, unplug, load, fail, heal)",
                         description=SIM_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -224,4 +282,10 @@ def main(argv: list[str] | None = None) -> int:
         return _sim(args)
     if args.command == "factory-reset":
         return _factory_reset(args)
+    if args.command == "cert":
+        if args.op != "list" and not args.what:
+            print(f"redfish-racklet cert {args.op}: give a {'NAME' if args.op == 'issue' else 'SERIAL or NAME'}",
+                  file=sys.stderr)
+            return 2
+        return _cert(args)
     return _agent(args)

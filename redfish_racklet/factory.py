@@ -44,6 +44,4 @@ def new_pki(state_dir: str, rack_name: str) -> None:
     """A new CA, HTTPS certificate and client CA, each file replaced atomically."""
     ca_key, ca_cert = pki.make_ca(state_dir, rack_name)
     pki.make_server_cert(state_dir, ca_key, ca_cert)
-    make_client_ca = getattr(pki, "make_client_ca", None)  # with mTLS
-    if make_client_ca is not None:
-        make_client_ca(state_dir, rack_name)
+    pki.make_client_ca(state_dir, rack_name)

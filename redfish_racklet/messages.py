@@ -109,6 +109,18 @@ BASE_MESSAGES: dict[str, tuple[str, str, str]] = {
         "values.", "Warning",
         "Choose a value from the enumeration list that the implementation can support and "
         "resubmit the request if the operation failed."),
+    "ActionParameterValueFormatError": (
+        "The value '%1' for the parameter %2 in the action %3 is not a format that the parameter "
+        "can accept.", "Warning",
+        "Correct the value for the parameter in the request body and resubmit the request if the "
+        "operation failed."),
+    "ActionParameterNotSupported": (
+        "The parameter %1 for the action %2 is not supported on the target resource.", "Warning",
+        "Remove the parameter supplied and resubmit the request if the operation failed."),
+    "ActionParameterValueError": (
+        "The value for the parameter %1 in the action %2 is invalid.", "Warning",
+        "Correct the value for the parameter in the request body and resubmit the request if the "
+        "operation failed."),
     "ActionParameterValueConflict": (
         "The parameter '%1' with the requested value of '%2' does not meet the constraints of "
         "the implementation.", "Warning", "None."),
@@ -157,6 +169,22 @@ BASE_MESSAGES: dict[str, tuple[str, str, str]] = {
     "ResourceCannotBeDeleted": (
         "The delete request failed because the resource requested cannot be deleted.", "Critical",
         "Do not attempt to delete a non-deletable resource."),
+    "PasswordChangeRequired": (
+        "The password provided for this account must be changed before access is granted.  PATCH "
+        "the Password property for this account located at the target URI '%1' to complete this "
+        "process.", "Critical",
+        "Change the password for this account using a PATCH to the Password property at the URI provided."),
+    "ResourceAlreadyExists": (
+        "The requested resource of type %1 with the property %2 with the value '%3' already exists.",
+        "Critical", "Do not repeat the create operation as the resource was already created."),
+    "CreateLimitReachedForResource": (
+        "The create operation failed because the resource has reached the limit of possible resources.",
+        "Critical",
+        "Either delete resources and resubmit the request if the operation failed or do not resubmit "
+        "the request."),
+    "PropertyValueResourceConflict": (
+        "The property '%1' with the requested value of '%2' could not be written because the value "
+        "conflicts with the state or configuration of the resource at '%3'.", "Warning", "None."),
     "ServiceTemporarilyUnavailable": (
         "The service is temporarily unavailable.  Retry in %1 seconds.", "Critical",
         "Wait for the indicated retry duration and retry the operation."),

@@ -18,6 +18,7 @@ import time
 
 from gunicorn.app.base import BaseApplication
 
+from . import pki
 from .agent import SOCKET_NAME
 
 LOCK_NAME = "serve.lock"
@@ -48,7 +49,8 @@ def start_agent(state_dir: str, manifest_path: str | None) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "redfish_racklet", "agent", "--state-dir", state_dir]
     if manifest_path:
         cmd += ["--manifest", manifest_path]
-    proc = subprocess.Popen(cmd)
+    # The agent reloads our workers (SIGHUP) after a factory reset: tell it who we are.
+    proc = subprocess.Popen(cmd, env=dict(os.environ, RACKLET_SERVE_PID=str(os.getpid())))
     sock_path = os.path.join(state_dir, SOCKET_NAME)
     deadline = time.monotonic() + AGENT_START_TIMEOUT
     while time.monotonic() < deadline:
@@ -74,18 +76,78 @@ def stop_agent(proc: subprocess.Popen) -> None:
             proc.wait()
 
 
-def _ssl_context(conf, default_factory):
-    ctx = default_factory()
+# TLS 1.2: forward secrecy (ECDHE) and AEAD ciphers only, for EC or RSA server keys (a
+# replaced certificate may be RSA). TLS 1.3's suites are all AEAD with (EC)DHE.
+TLS12_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20:!aNULL"
+
+
+def tls_context(state_dir: str, require_client_cert: bool = False) -> ssl.SSLContext:
+    """The HTTPS listener's context: TLS 1.2 and 1.3 only, the server's cipher order, no
+    compression, no renegotiation; a client certificate is asked for and verified
+    against the client CA alone (required with ``require_client_cert``)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.options |= ssl.OP_NO_COMPRESSION | ssl.OP_NO_RENEGOTIATION
-    ctx.set_ciphers("ECDHE+AESGCM:ECDHE+CHACHA20")  # TLS 1.2 suites; 1.3 suites are all AEAD
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_3
+    ctx.options |= ssl.OP_NO_COMPRESSION | ssl.OP_NO_RENEGOTIATION | ssl.OP_CIPHER_SERVER_PREFERENCE
+    ctx.set_ciphers(TLS12_CIPHERS)
+    ctx.load_cert_chain(os.path.join(state_dir, pki.SERVER_CERT), os.path.join(state_dir, pki.SERVER_KEY))
+    client_ca = os.path.join(state_dir, pki.CLIENT_CA_CERT)
+    if require_client_cert or os.path.exists(client_ca):  # serve makes it (ensure_client_ca)
+        ctx.load_verify_locations(client_ca)
+        ctx.verify_mode = ssl.CERT_REQUIRED if require_client_cert else ssl.CERT_OPTIONAL
     return ctx
 
 
+class TLSContexts:
+    """gunicorn's ``ssl_context`` hook, called for every new connection: one context per
+    worker, rebuilt when the key or certificate files change on disk.
+
+    That is how a new HTTPS certificate (ReplaceCertificate, factory reset) takes
+    effect: the files are swapped atomically, the next connection gets the new
+    certificate, connections already open keep theirs, and no worker restarts (with
+    reuse_port a restarting worker can drop connections queued on its socket). A key
+    and certificate that do not match yet (between the two renames) are refused and the
+    current context is kept until they do."""
+
+    FILES = (pki.SERVER_CERT, pki.SERVER_KEY, pki.CLIENT_CA_CERT)
+
+    def __init__(self, state_dir: str, require_client_cert: bool):
+        self.state_dir, self.require = state_dir, require_client_cert
+        self.stamp: tuple | None = None
+        self.context: ssl.SSLContext | None = None
+
+    def _stamp(self) -> tuple:
+        out = []
+        for name in self.FILES:
+            try:
+                st = os.stat(os.path.join(self.state_dir, name))
+                out.append((st.st_ino, st.st_mtime_ns, st.st_size))
+            except FileNotFoundError:
+                out.append(None)
+        return tuple(out)
+
+    def get(self) -> ssl.SSLContext:
+        stamp = self._stamp()
+        if stamp != self.stamp or self.context is None:
+            try:
+                self.context = tls_context(self.state_dir, self.require)
+                self.stamp = stamp
+            except (ssl.SSLError, OSError):
+                if self.context is None:
+                    raise
+        return self.context
+
+    def hook(self):
+        def ssl_context(conf, default_factory):  # gunicorn wants a function of arity 2
+            return self.get()
+        return ssl_context
+
+
 class _Gunicorn(BaseApplication):
-    def __init__(self, state_dir: str, options: dict):
+    def __init__(self, state_dir: str, options: dict, require_client_cert: bool = False):
         self.state_dir = state_dir
         self.options = options
+        self.require_client_cert = require_client_cert
         super().__init__()
 
     def load_config(self):
@@ -94,10 +156,11 @@ class _Gunicorn(BaseApplication):
 
     def load(self):
         from .app import create_app
-        return create_app({"STATE_DIR": self.state_dir})
+        return create_app({"STATE_DIR": self.state_dir, "REQUIRE_CLIENT_CERT": self.require_client_cert})
 
 
-def gunicorn_options(state_dir: str, bind: str, port: int, workers: int) -> dict:
+def gunicorn_options(state_dir: str, bind: str, port: int, workers: int,
+                     require_client_cert: bool = False) -> dict:
     host = f"[{bind}]" if ":" in bind else bind
 
     def post_worker_init(worker):
@@ -112,7 +175,7 @@ def gunicorn_options(state_dir: str, bind: str, port: int, workers: int) -> dict
     return {
         "bind": f"{host}:{port}",
         "workers": workers,
-        "worker_class": "gthread",
+        "worker_class": "redfish_racklet.http_errors.RedfishWorker",  # gthread, Redfish error pages
         "threads": 4,
         "reuse_port": True,
         "keepalive": 15,
@@ -120,7 +183,7 @@ def gunicorn_options(state_dir: str, bind: str, port: int, workers: int) -> dict
         "graceful_timeout": 5,
         "certfile": os.path.join(state_dir, "server.pem"),
         "keyfile": os.path.join(state_dir, "server-key.pem"),
-        "ssl_context": _ssl_context,
+        "ssl_context": TLSContexts(state_dir, require_client_cert).hook(),
         "accesslog": None,
         "errorlog": "-",
         "loglevel": "warning",
@@ -132,11 +195,17 @@ def gunicorn_options(state_dir: str, bind: str, port: int, workers: int) -> dict
     }
 
 
-def serve(state_dir: str, bind: str, port: int, manifest_path: str | None, workers: int) -> int:
+def serve(state_dir: str, bind: str, port: int, manifest_path: str | None, workers: int,
+          require_client_cert: bool = False) -> int:
+    """HTTPS only: the service has no plain-HTTP listener at all (not even on loopback)."""
     lock_fd = lock_state_dir(state_dir)
+    if pki.ensure_client_ca(state_dir):  # a state dir made before mTLS existed
+        print(f"redfish-racklet: made the client CA {os.path.join(state_dir, pki.CLIENT_CA_CERT)}",
+              file=sys.stderr)
     agent = start_agent(state_dir, manifest_path)
     try:
-        _Gunicorn(state_dir, gunicorn_options(state_dir, bind, port, workers)).run()
+        options = gunicorn_options(state_dir, bind, port, workers, require_client_cert)
+        _Gunicorn(state_dir, options, require_client_cert).run()
     except SystemExit as e:
         return int(e.code or 0)
     finally:

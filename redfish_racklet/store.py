@@ -83,6 +83,23 @@ CREATE TABLE IF NOT EXISTS commands(
 DEFAULT_SESSION_TIMEOUT = 1800
 SESSION_TIMEOUT_RANGE = (30, 86400)
 MAX_SESSIONS = 64
+MAX_SESSIONS_PER_USER = 16
+MAX_ACCOUNTS = 32
+# Columns added to ``accounts`` after the first release: ``create`` adds those an older
+# store lacks (CREATE TABLE IF NOT EXISTS never adds a column to an existing table).
+ACCOUNT_COLUMNS = {
+    "failed_logins": "INTEGER NOT NULL DEFAULT 0",  # failed logins counted towards a lockout
+    "last_failure": "REAL NOT NULL DEFAULT 0",      # time of the last one
+    "locked_since": "REAL NOT NULL DEFAULT 0",      # when the lockout began (locked=1)
+}
+
+
+class LastAdministrator(Exception):
+    """A change or deletion would leave no enabled Administrator account."""
+
+
+class AccountChanged(Exception):
+    """The account is no longer as the caller read it (a conditional write lost a race)."""
 LOG_MAX = 1000  # entries kept in the event log; the oldest are overwritten (WrapsWhenFull)
 READ_CACHE_MAX = 1024  # entries per thread and store generation
 
@@ -148,6 +165,10 @@ class Store:
         c = self.conn()
         c.execute("PRAGMA journal_mode=WAL")
         c.executescript(_SCHEMA)
+        have = {r[1] for r in c.execute("PRAGMA table_info(accounts)")}
+        for name, decl in ACCOUNT_COLUMNS.items():
+            if name not in have:
+                c.execute(f"ALTER TABLE accounts ADD COLUMN {name} {decl}")
         with self.tx() as t:
             t.execute("INSERT OR IGNORE INTO meta VALUES('schema_version', ?)", (str(SCHEMA_VERSION),))
             t.execute("INSERT OR IGNORE INTO meta VALUES('service_uuid', ?)", (str(uuid.uuid4()),))
@@ -173,12 +194,92 @@ class Store:
         return int(self.get_meta("session_timeout", str(DEFAULT_SESSION_TIMEOUT)))
 
     # -- accounts --------------------------------------------------------------
-    def add_account(self, username: str, password_hash: str, role_id: str) -> str:
+    def add_account(self, username: str, password_hash: str, role_id: str, *, enabled: bool = True,
+                    password_change_required: bool = False, limit: int | None = None) -> str | None:
+        """The new account's id; None when ``limit`` accounts exist already. Ids are never
+        reused (a deleted account's URI does not come back as someone else's)."""
         with self.tx() as t:
-            n = t.execute("SELECT COALESCE(MAX(CAST(id AS INTEGER)), 0) + 1 FROM accounts").fetchone()[0]
-            t.execute("INSERT INTO accounts(id, username, password_hash, role_id) VALUES(?,?,?,?)",
-                      (str(n), username, password_hash, role_id))
+            if limit is not None and t.execute("SELECT COUNT(*) FROM accounts").fetchone()[0] >= limit:
+                return None
+            n = t.execute("SELECT MAX(COALESCE(MAX(CAST(id AS INTEGER)), 0) + 1, COALESCE((SELECT CAST(value "
+                          "AS INTEGER) FROM meta WHERE key='next_account_id'), 1)) FROM accounts").fetchone()[0]
+            t.execute("INSERT INTO accounts(id, username, password_hash, role_id, enabled, "
+                      "password_change_required) VALUES(?,?,?,?,?,?)",
+                      (str(n), username, password_hash, role_id, int(enabled), int(password_change_required)))
+            t.execute("INSERT OR REPLACE INTO meta VALUES('next_account_id', ?)", (str(n + 1),))
         return str(n)
+
+    def change_account(self, account_id: str, changes: dict, keep_session: str | None = None,
+                       expect: dict | None = None) -> dict | None:
+        """Apply ``changes`` (column -> value) to an account and what follows for its
+        sessions, in one transaction: a new UserName moves them, disabling ends them all, a
+        new password or role ends all but ``keep_session`` (the caller's own). Raises
+        LastAdministrator, changing nothing, if no enabled Administrator would remain, and
+        AccountChanged if a column differs from ``expect`` (If-Match, checked atomically).
+        The account as changed; None if there is no such account."""
+        unknown = set(changes) - _ACCOUNT_FIELDS
+        if unknown:
+            raise ValueError(f"not account columns: {unknown}")
+        with self.tx() as t:
+            old = t.execute("SELECT * FROM accounts WHERE id=?", (account_id,)).fetchone()
+            if old is None:
+                return None
+            if expect and any(old[k] != v for k, v in expect.items()):
+                raise AccountChanged()
+            admins = _enabled_admins(t)
+            if changes:
+                t.execute(f"UPDATE accounts SET {', '.join(f'{k}=?' for k in changes)} WHERE id=?",
+                          (*changes.values(), account_id))
+            if admins and not _enabled_admins(t):
+                raise LastAdministrator()
+            name = changes.get("username", old["username"])
+            if name != old["username"]:
+                t.execute("UPDATE sessions SET username=? WHERE username=?", (name, old["username"]))
+            if not changes.get("enabled", True):
+                t.execute("DELETE FROM sessions WHERE username=?", (name,))
+            elif "password_hash" in changes or changes.get("role_id", old["role_id"]) != old["role_id"]:
+                t.execute("DELETE FROM sessions WHERE username=? AND id IS NOT ?", (name, keep_session))
+            return dict(t.execute("SELECT * FROM accounts WHERE id=?", (account_id,)).fetchone())
+
+    def delete_account(self, account_id: str) -> dict | None:
+        """Remove an account and its sessions; the account removed, None if there was none.
+        Raises LastAdministrator, removing nothing, for the last enabled Administrator."""
+        with self.tx() as t:
+            row = t.execute("SELECT * FROM accounts WHERE id=?", (account_id,)).fetchone()
+            if row is None:
+                return None
+            admins = _enabled_admins(t)
+            t.execute("DELETE FROM accounts WHERE id=?", (account_id,))
+            if admins and not _enabled_admins(t):
+                raise LastAdministrator()
+            t.execute("DELETE FROM sessions WHERE username=?", (row["username"],))
+        return dict(row)
+
+    def record_login_failure(self, account_id: str, now: float, reset_after: float | None,
+                             lock_at: int | None) -> bool:
+        """Count a failed login. The count restarts when the previous failure is more than
+        ``reset_after`` seconds old (None: only a good login resets it); reaching ``lock_at``
+        (None: never) locks the account. True when this failure locked it."""
+        with self.tx() as t:
+            row = t.execute("SELECT failed_logins, last_failure, locked FROM accounts WHERE id=?",
+                            (account_id,)).fetchone()
+            if row is None:
+                return False
+            stale = reset_after is not None and now - row["last_failure"] > reset_after
+            n = 1 if stale else row["failed_logins"] + 1
+            lock = not row["locked"] and lock_at is not None and n >= lock_at
+            t.execute("UPDATE accounts SET failed_logins=?, last_failure=?, locked=locked OR ?, "
+                      "locked_since=CASE WHEN ? THEN ? ELSE locked_since END WHERE id=?",
+                      (n, now, int(lock), int(lock), now, account_id))
+        return lock
+
+    def clear_login_failures(self, account_id: str) -> None:
+        """A good login resets the count (no write when there is nothing to reset)."""
+        self.conn().execute("UPDATE accounts SET failed_logins=0 WHERE id=? AND failed_logins != 0",
+                            (account_id,))
+
+    def account_count(self) -> int:
+        return self.conn().execute("SELECT COUNT(*) FROM accounts").fetchone()[0]
 
     def set_password_hash(self, username: str, password_hash: str) -> None:
         self.conn().execute("UPDATE accounts SET password_hash=? WHERE username=?",
@@ -196,14 +297,22 @@ class Store:
         rows = self.conn().execute("SELECT * FROM accounts ORDER BY CAST(id AS INTEGER)")
         return [dict(r) for r in rows]
 
+    def account_cached(self, username: str) -> dict | None:
+        """``account_by_name`` through the read cache (every Basic request asks)."""
+        return self.cached(("account", username), lambda: self.account_by_name(username))
+
     # -- sessions --------------------------------------------------------------
     def create_session(self, username: str, client_ip: str, now: float) -> tuple[dict, str] | None:
-        """Create a session; None when the cap is reached. Returns (session, token)."""
+        """Create a session; None when a cap is reached (MAX_SESSIONS in all,
+        MAX_SESSIONS_PER_USER for one account). Returns (session, token)."""
         token = secrets.token_urlsafe(32)
         sid = secrets.token_hex(8)
         with self.tx() as t:
             self._expire_sessions(t, now)
             if t.execute("SELECT COUNT(*) FROM sessions").fetchone()[0] >= MAX_SESSIONS:
+                return None
+            if t.execute("SELECT COUNT(*) FROM sessions WHERE username=?",
+                         (username,)).fetchone()[0] >= MAX_SESSIONS_PER_USER:
                 return None
             t.execute("INSERT INTO sessions VALUES(?,?,?,?,?,?)",
                       (sid, token_digest(token), username, now, now, client_ip))
@@ -214,14 +323,16 @@ class Store:
 
     def session_by_token(self, token: str, now: float) -> dict | None:
         """The live session for a token, with its account's role and state, in one query
-        (this runs on every request). Refreshes the idle timer at most once per 5 s."""
+        (this runs on every request). Refreshes the idle timer at most once per 5 s. The
+        dict is shared through the read cache: callers must not change it."""
         digest = token_digest(token)
-        row = self.cached(("token", digest), lambda: self.conn().execute(
-            "SELECT s.id, s.username, s.last_used, a.role_id, a.enabled, a.locked, "
+        row = self.cached(("token", digest), lambda: _dict_or_none(self.conn().execute(
+            "SELECT s.id, s.username, s.last_used, a.id AS account_id, a.role_id, a.enabled, a.locked, "
+            "a.password_change_required, "
             f"COALESCE((SELECT CAST(value AS INTEGER) FROM meta WHERE key='session_timeout'), "
             f"{DEFAULT_SESSION_TIMEOUT}) AS timeout "
             "FROM sessions s JOIN accounts a ON a.username = s.username WHERE s.token_hash=?",
-            (digest,)).fetchone())
+            (digest,)).fetchone()))
         if row is None:
             return None
         if row["last_used"] < now - row["timeout"]:
@@ -229,7 +340,7 @@ class Store:
             return None
         if now - row["last_used"] > 5:
             self.conn().execute("UPDATE sessions SET last_used=? WHERE id=?", (now, row["id"]))
-        return dict(row)
+        return row
 
     def session(self, sid: str) -> dict | None:
         row = self.conn().execute("SELECT * FROM sessions WHERE id=?", (sid,)).fetchone()
@@ -407,6 +518,34 @@ class Store:
     def command(self, cid: int) -> dict | None:
         row = self.conn().execute("SELECT * FROM commands WHERE id=?", (cid,)).fetchone()
         return dict(row) if row else None
+
+
+    # -- factory reset ------------------------------------------------------------
+    def factory_wipe(self, admin: str, admin_hash: str) -> None:
+        """One transaction: forget people, settings, logs and identity (see factory.py)."""
+        keep_meta = ("schema_version", "rack_info")
+        with self.tx() as t:
+            for table in ("sessions", "accounts", "log", "unit_settings"):
+                t.execute(f"DELETE FROM {table}")
+            t.execute("DELETE FROM commands WHERE state NOT IN ('running')")
+            t.execute("UPDATE units SET desired_power='Off', asset_tag=''")
+            t.execute(f"DELETE FROM meta WHERE key NOT IN ({','.join('?' * len(keep_meta))})", keep_meta)
+            t.execute("INSERT INTO meta VALUES('service_uuid', ?)", (str(uuid.uuid4()),))
+            t.execute("INSERT INTO accounts(id, username, password_hash, role_id) VALUES('1', ?, ?, "
+                      "'Administrator')", (admin, admin_hash))
+        self._uuid = None
+
+
+_ACCOUNT_FIELDS = frozenset({"username", "password_hash", "role_id", "enabled", "locked",
+                             "password_change_required", *ACCOUNT_COLUMNS})
+
+
+def _dict_or_none(row: sqlite3.Row | None) -> dict | None:
+    return dict(row) if row is not None else None
+
+
+def _enabled_admins(t: sqlite3.Connection) -> int:
+    return t.execute("SELECT COUNT(*) FROM accounts WHERE role_id='Administrator' AND enabled=1").fetchone()[0]
 
 
 @functools.lru_cache(maxsize=64)

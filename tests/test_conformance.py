@@ -50,13 +50,11 @@ def test_service_and_protocol_validators_pass(referee_server, tools_venv, tmp_pa
 
 
 def test_use_case_checkers(referee_server, tools_venv, tmp_path):
-    """Every checker passes except account creation, which arrives with issue [3]."""
+    """Every checker passes, account management included."""
     rows = run_conformance(referee_server, "usecases", tmp_path, tools_venv)
     row = rows["usecases"]
     assert row["status"] == "ok" and int(row["pass"]) > 50, row
-    kinds = (tmp_path / "failure-kinds.tsv").read_text().splitlines()
-    unexpected = [k for k in kinds if "\tFAIL\t" in k and "\tAccountManagement/" not in k]
-    assert not unexpected, failures(tmp_path)
+    assert int(row["fail"]) == 0, failures(tmp_path)
 
 
 def test_interop_validator_with_the_ocp_profiles(referee_server, tools_venv, tmp_path):

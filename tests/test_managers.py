@@ -102,7 +102,8 @@ def test_network_protocol(server):
     doc = c.get(server.url + f"{RMC}/NetworkProtocol").json()
     assert doc["HostName"] == socket.gethostname().split(".")[0]
     assert doc["FQDN"].split(".")[0] == doc["HostName"]
-    assert doc["HTTPS"] == {"ProtocolEnabled": True, "Port": server.port}
+    assert doc["HTTPS"] == {"ProtocolEnabled": True, "Port": server.port,
+                            "Certificates": {"@odata.id": f"{RMC}/NetworkProtocol/HTTPS/Certificates"}}
     assert doc["HTTP"]["ProtocolEnabled"] is False and doc["IPMI"]["ProtocolEnabled"] is False
 
 

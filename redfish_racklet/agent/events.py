@@ -25,6 +25,25 @@ MESSAGES = {
         "Critical", "The health of resource '%1' has changed to %2."),
     ("ManagerEvent.1.0.0", "ManagerReset"): ("OK", "Manager `%1` performed a '%2' type of reset."),
     ("LogService.1.1.0", "LogCleared"): ("OK", "Log '%1' was cleared."),
+    ("ResourceEvent.1.4.3", "ResourceChanged"): ("OK", "One or more resource properties have changed."),
+    ("AccountSecurity.1.0.1", "UserCertificateAdded"): ("OK", "A user certificate was added to account '%1'."),
+    ("AccountSecurity.1.0.1", "UserCertificateRemoved"): (
+        "OK", "A user certificate was removed from account '%1'."),
+    # Audit of accounts and logins (auth.py, resources/account_service.py).
+    ("AccountSecurity.1.0.1", "InvalidCredentials"): ("Critical", "'%1' provided invalid credentials over '%2'."),
+    ("AccountSecurity.1.0.1", "SuccessfulLogin"): ("OK", "Successful login of user '%1' from '%2' over '%3'."),
+    ("AccountSecurity.1.0.1", "AccountCreated"): ("OK", "Account '%1' was created."),
+    ("AccountSecurity.1.0.1", "AccountRemoved"): ("OK", "Account '%1' was removed."),
+    ("AccountSecurity.1.0.1", "AccountLocked"): (
+        "Critical", "Account '%1' was locked due to excessive failed authorization attempts."),
+    ("AccountSecurity.1.0.1", "AccountLockoutExpired"): (
+        "OK", "Account '%1' was unlocked following the expiration of a lockout timer."),
+    ("AccountSecurity.1.0.1", "AccountUnlocked"): ("OK", "Account '%1' was unlocked by an administrator."),
+    ("AccountSecurity.1.0.1", "AccountEnabled"): ("OK", "Account '%1' was enabled."),
+    ("AccountSecurity.1.0.1", "AccountDisabled"): ("Warning", "Account '%1' was disabled."),
+    ("AccountSecurity.1.0.1", "PasswordModified"): ("OK", "The password for account '%1' was changed."),
+    ("AccountSecurity.1.0.1", "ManagerAccountRoleChanged"): (
+        "OK", "Account '%1' has changed from role '%2' to '%3'."),
 }
 _BY_KEY = {key: (registry, key) for registry, key in MESSAGES}
 

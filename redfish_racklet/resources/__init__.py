@@ -8,6 +8,7 @@ from . import (account_service, chassis, managers, metadata, sensors, service_ro
 from . import chassis_power, chassis_thermal, power_equipment
 from . import manager_network, system_parts
 from . import log_services
+from . import certificate_service
 
 BLUEPRINTS = [
     service_root.blp,
@@ -24,4 +25,5 @@ BLUEPRINTS = [
     log_services.blp,
     account_service.blp,
     session_service.blp,
+    certificate_service.blp,
 ]

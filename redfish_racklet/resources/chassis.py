@@ -12,8 +12,8 @@ from __future__ import annotations
 from flask_smorest import Blueprint
 
 from ..messages import RedfishError
-from ..web import (CONFIGURE_COMPONENTS, LOGIN, RedfishView, check_if_match, check_patch, collection, json_body,
-                   odata_id, render)
+from ..privileges import declare
+from ..web import RedfishView, check_if_match, check_patch, collection, json_body, odata_id, render
 from . import sensors
 from .common import not_found, odata_type, store, unit_status
 from .systems import SystemPatch, led_change, led_state
@@ -127,7 +127,8 @@ def _tray(chassis_id: str) -> dict:
 
 @blp.route("/redfish/v1/Chassis")
 class ChassisCollection(RedfishView):
-    privileges = {"GET": LOGIN}
+    entity = "ChassisCollection"
+    privileges = declare(entity, "GET")
     cacheable = True
 
     def get(self):
@@ -138,7 +139,8 @@ class ChassisCollection(RedfishView):
 
 @blp.route(f"/redfish/v1/Chassis/{RACK_ID}")
 class Rack(RedfishView):
-    privileges = {"GET": LOGIN}
+    entity = "Chassis"
+    privileges = declare(entity, "GET")
     cacheable = True
 
     def get(self):
@@ -147,7 +149,8 @@ class Rack(RedfishView):
 
 @blp.route("/redfish/v1/Chassis/<chassis_id>")
 class Chassis(RedfishView):
-    privileges = {"GET": LOGIN, "PATCH": CONFIGURE_COMPONENTS}
+    entity = "Chassis"
+    privileges = declare(entity, "GET", "PATCH")
     cacheable = True
 
     def get(self, chassis_id):

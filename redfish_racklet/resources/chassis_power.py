@@ -21,8 +21,9 @@ from flask_smorest import Blueprint
 from marshmallow import Schema
 
 from ..messages import RedfishError
-from ..web import (CONFIGURE_MANAGER, LOGIN, Invalid, RedfishView, StrictNumber, check_if_match, check_patch,
-                   check_tree, collection, json_body, odata_id, one_of, render, value_error)
+from ..privileges import declare
+from ..web import (Invalid, RedfishView, StrictNumber, check_if_match, check_patch, check_tree, collection,
+                   json_body, odata_id, one_of, render, value_error)
 from . import sensors
 from .common import not_found, odata_type, store
 
@@ -270,7 +271,8 @@ def fan_control_doc() -> dict:
 
 @blp.route("/redfish/v1/Chassis/<chassis_id>/Power")
 class Power(RedfishView):
-    privileges = {"GET": LOGIN}
+    entity = "Power"
+    privileges = declare(entity, "GET")
     cacheable = True
 
     def get(self, chassis_id):
@@ -280,7 +282,8 @@ class Power(RedfishView):
 # The privilege registry maps PATCH of Power, Control and EnvironmentMetrics to ConfigureManager.
 @blp.route(f"/redfish/v1/Chassis/{RACK_ID}/Power")
 class RackPower(RedfishView):
-    privileges = {"GET": LOGIN, "PATCH": CONFIGURE_MANAGER}
+    entity = "Power"
+    privileges = declare(entity, "GET", "PATCH")
     cacheable = True
 
     def get(self):
@@ -299,7 +302,8 @@ class RackPower(RedfishView):
 
 @blp.route("/redfish/v1/Chassis/<chassis_id>/PowerSubsystem")
 class PowerSubsystem(RedfishView):
-    privileges = {"GET": LOGIN}
+    entity = "PowerSubsystem"
+    privileges = declare(entity, "GET")
     cacheable = True
 
     def get(self, chassis_id):
@@ -308,7 +312,8 @@ class PowerSubsystem(RedfishView):
 
 @blp.route("/redfish/v1/Chassis/<chassis_id>/PowerSubsystem/PowerSupplies")
 class PowerSupplies(RedfishView):
-    privileges = {"GET": LOGIN}
+    entity = "PowerSupplyCollection"
+    privileges = declare(entity, "GET")
     cacheable = True
 
     def get(self, chassis_id):
@@ -320,7 +325,8 @@ class PowerSupplies(RedfishView):
 
 @blp.route("/redfish/v1/Chassis/<chassis_id>/PowerSubsystem/PowerSupplies/<supply_id>")
 class PowerSupply(RedfishView):
-    privileges = {"GET": LOGIN}
+    entity = "PowerSupply"
+    privileges = declare(entity, "GET")
     cacheable = True
 
     def get(self, chassis_id, supply_id):
@@ -331,7 +337,8 @@ class PowerSupply(RedfishView):
 
 @blp.route("/redfish/v1/Chassis/<chassis_id>/Controls")
 class Controls(RedfishView):
-    privileges = {"GET": LOGIN}
+    entity = "ControlCollection"
+    privileges = declare(entity, "GET")
     cacheable = True
 
     def get(self, chassis_id):
@@ -341,7 +348,8 @@ class Controls(RedfishView):
 
 @blp.route("/redfish/v1/Chassis/<chassis_id>/Controls/<control_id>")
 class Control(RedfishView):
-    privileges = {"GET": LOGIN}
+    entity = "Control"
+    privileges = declare(entity, "GET")
     cacheable = True
 
     def get(self, chassis_id, control_id):
@@ -356,7 +364,8 @@ class LimitControlPatch(Schema):
 
 @blp.route(f"/redfish/v1/Chassis/{RACK_ID}/Controls/{LIMIT_CONTROL}")
 class LimitControl(RedfishView):
-    privileges = {"GET": LOGIN, "PATCH": CONFIGURE_MANAGER}
+    entity = "Control"
+    privileges = declare(entity, "GET", "PATCH")
     cacheable = True
 
     def get(self):

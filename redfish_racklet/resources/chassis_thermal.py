@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from flask_smorest import Blueprint
 
-from ..web import (CONFIGURE_MANAGER, LOGIN, RedfishView, check_if_match, check_tree, collection, json_body,
-                   odata_id, render)
+from ..privileges import declare
+from ..web import RedfishView, check_if_match, check_tree, collection, json_body, odata_id, render
 from . import chassis_power as power
 from . import sensors
 from .common import not_found, odata_type, store
@@ -199,7 +199,8 @@ def environment_doc(chassis_id: str) -> dict:
 
 @blp.route("/redfish/v1/Chassis/<chassis_id>/Thermal")
 class Thermal(RedfishView):
-    privileges = {"GET": LOGIN}
+    entity = "Thermal"
+    privileges = declare(entity, "GET")
     cacheable = True
 
     def get(self, chassis_id):
@@ -208,7 +209,8 @@ class Thermal(RedfishView):
 
 @blp.route("/redfish/v1/Chassis/<chassis_id>/ThermalSubsystem")
 class ThermalSubsystem(RedfishView):
-    privileges = {"GET": LOGIN}
+    entity = "ThermalSubsystem"
+    privileges = declare(entity, "GET")
     cacheable = True
 
     def get(self, chassis_id):
@@ -217,7 +219,8 @@ class ThermalSubsystem(RedfishView):
 
 @blp.route("/redfish/v1/Chassis/<chassis_id>/ThermalSubsystem/ThermalMetrics")
 class ThermalMetrics(RedfishView):
-    privileges = {"GET": LOGIN}
+    entity = "ThermalMetrics"
+    privileges = declare(entity, "GET")
     cacheable = True
 
     def get(self, chassis_id):
@@ -231,7 +234,8 @@ def _rack_fan_or_404(chassis_id: str, what: str, name: str) -> None:
 
 @blp.route("/redfish/v1/Chassis/<chassis_id>/ThermalSubsystem/Fans")
 class Fans(RedfishView):
-    privileges = {"GET": LOGIN}
+    entity = "FanCollection"
+    privileges = declare(entity, "GET")
     cacheable = True
 
     def get(self, chassis_id):
@@ -242,7 +246,8 @@ class Fans(RedfishView):
 
 @blp.route("/redfish/v1/Chassis/<chassis_id>/ThermalSubsystem/Fans/<fan_id>")
 class Fan(RedfishView):
-    privileges = {"GET": LOGIN}
+    entity = "Fan"
+    privileges = declare(entity, "GET")
     cacheable = True
 
     def get(self, chassis_id, fan_id):
@@ -254,7 +259,8 @@ class Fan(RedfishView):
 
 @blp.route("/redfish/v1/Chassis/<chassis_id>/EnvironmentMetrics")
 class EnvironmentMetrics(RedfishView):
-    privileges = {"GET": LOGIN}
+    entity = "EnvironmentMetrics"
+    privileges = declare(entity, "GET")
     cacheable = True
 
     def get(self, chassis_id):
@@ -263,7 +269,8 @@ class EnvironmentMetrics(RedfishView):
 
 @blp.route(f"/redfish/v1/Chassis/{RACK_ID}/EnvironmentMetrics")
 class RackEnvironmentMetrics(RedfishView):
-    privileges = {"GET": LOGIN, "PATCH": CONFIGURE_MANAGER}
+    entity = "EnvironmentMetrics"
+    privileges = declare(entity, "GET", "PATCH", under=("ChassisCollection", "Chassis"))
     cacheable = True
 
     def get(self):

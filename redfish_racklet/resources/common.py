@@ -48,6 +48,9 @@ VERSIONS = {
     "Outlet": "v1_4_4",
     "LogService": "v1_9_0",
     "LogEntry": "v1_21_0",
+    "CertificateService": "v1_2_1",
+    "CertificateLocations": "v1_0_4",
+    "Certificate": "v1_11_0",
 }
 COLLECTIONS = ("ComputerSystemCollection", "ChassisCollection", "ManagerCollection",
                "ManagerAccountCollection", "RoleCollection", "SessionCollection",
@@ -55,7 +58,8 @@ COLLECTIONS = ("ComputerSystemCollection", "ChassisCollection", "ManagerCollecti
                "ProcessorCollection", "EthernetInterfaceCollection", "StorageCollection",
                "SimpleStorageCollection", "LogServiceCollection", "LogEntryCollection",
                "PowerSupplyCollection", "FanCollection", "ControlCollection",
-               "PowerDistributionCollection", "OutletCollection")
+               "PowerDistributionCollection", "OutletCollection",
+               "CertificateCollection")
 
 
 def odata_type(name: str) -> str:

@@ -33,9 +33,9 @@ from flask_smorest import Blueprint
 
 from ..agent import events
 from ..messages import RedfishError, message
+from ..privileges import declare
 from ..store import LOG_MAX
-from ..web import (CONFIGURE_COMPONENTS, CONFIGURE_MANAGER, LOGIN, RedfishView, json_body,
-                   json_response, render, with_etag)
+from ..web import RedfishView, json_body, json_response, render, with_etag
 from .common import not_found, odata_type, store
 from .managers import manager_unit
 
@@ -185,7 +185,8 @@ LOG = "/<log_service_id>"
 @blp.route(MANAGER, endpoint="ManagerLogServices")
 @blp.route(SYSTEM, endpoint="SystemLogServices")
 class LogServices(RedfishView):
-    privileges = {"GET": LOGIN}
+    entity = "LogServiceCollection"
+    privileges = declare(entity, "GET")
     cacheable = True
 
     def get(self, **ids):
@@ -195,7 +196,8 @@ class LogServices(RedfishView):
 @blp.route(MANAGER + LOG, endpoint="ManagerLogService")
 @blp.route(SYSTEM + LOG, endpoint="SystemLogService")
 class LogService(RedfishView):
-    privileges = {"GET": LOGIN}  # DateTime: not cacheable
+    entity = "LogService"
+    privileges = declare(entity, "GET")  # DateTime: not cacheable
 
     def get(self, **ids):
         return service_doc(log_scope(**ids), time.time())
@@ -207,7 +209,8 @@ class LogEntries(RedfishView):
     """``get`` gives the whole collection (a plain GET, and ``$expand`` from elsewhere);
     a GET of this URI with ``$top``/``$skip`` reads only its page."""
 
-    privileges = {"GET": LOGIN}
+    entity = "LogEntryCollection"
+    privileges = declare(entity, "GET")
     cacheable = True
 
     def dispatch_request(self, **ids):
@@ -235,7 +238,8 @@ class LogEntries(RedfishView):
 @blp.route(MANAGER + LOG + "/Entries/<entry_id>", endpoint="ManagerLogEntry")
 @blp.route(SYSTEM + LOG + "/Entries/<entry_id>", endpoint="SystemLogEntry")
 class LogEntry(RedfishView):
-    privileges = {"GET": LOGIN}
+    entity = "LogEntry"
+    privileges = declare(entity, "GET")
     cacheable = True
 
     def get(self, entry_id, **ids):
@@ -249,7 +253,8 @@ class LogEntry(RedfishView):
 @blp.route(MANAGER + LOG + "/ClearLogActionInfo", endpoint="ManagerClearLogActionInfo")
 @blp.route(SYSTEM + LOG + "/ClearLogActionInfo", endpoint="SystemClearLogActionInfo")
 class ClearLogActionInfo(RedfishView):
-    privileges = {"GET": LOGIN}
+    entity = "ActionInfo"
+    privileges = declare(entity, "GET")
     cacheable = True
 
     def get(self, **ids):
@@ -278,9 +283,12 @@ class _ClearLog(RedfishView):
 
 @blp.route(MANAGER + LOG + f"/Actions/{CLEAR_ACTION}")
 class ManagerClearLog(_ClearLog):
-    privileges = {"POST": CONFIGURE_MANAGER}
+    entity = "LogService"  # an action: its LogService's POST
+    privileges = declare(entity, "POST", under=("ManagerCollection", "Manager", "LogServiceCollection"))
 
 
 @blp.route(SYSTEM + LOG + f"/Actions/{CLEAR_ACTION}")
 class SystemClearLog(_ClearLog):
-    privileges = {"POST": CONFIGURE_COMPONENTS}
+    entity = "LogService"  # an action: its LogService's POST
+    privileges = declare(entity, "POST", under=("ComputerSystemCollection", "ComputerSystem",
+                                                "LogServiceCollection"))

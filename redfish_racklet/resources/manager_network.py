@@ -30,7 +30,8 @@ from flask import request
 from flask_smorest import Blueprint
 from marshmallow import Schema
 
-from ..web import CONFIGURE_MANAGER, LOGIN, RedfishView, check_if_match, check_patch, collection, json_body
+from ..privileges import declare
+from ..web import RedfishView, check_if_match, check_patch, collection, json_body
 from .common import not_found, odata_type
 from .managers import manager_unit
 
@@ -289,7 +290,8 @@ def protocol_doc(manager_id: str, unit: dict | None) -> dict:
         "HostName": hostname,
         "FQDN": fqdn,
         "Status": {"State": "Enabled", "Health": "OK"},
-        "HTTPS": {"ProtocolEnabled": True, "Port": int(port) if port.isdigit() else None},
+        "HTTPS": {"ProtocolEnabled": True, "Port": int(port) if port.isdigit() else None,
+                  "Certificates": {"@odata.id": f"/redfish/v1/Managers/{manager_id}/NetworkProtocol/HTTPS/Certificates"}},
         "HTTP": off,  # never plain HTTP on the network
         "IPMI": off,
         # No SSDP: the service does not announce itself. Left out rather than shown off:
@@ -307,7 +309,8 @@ def _refuse_patch(current: dict, properties: tuple[str, ...]) -> None:
 
 @blp.route("/redfish/v1/Managers/<manager_id>/NetworkProtocol")
 class NetworkProtocol(RedfishView):
-    privileges = {"GET": LOGIN, "PATCH": CONFIGURE_MANAGER}  # host name and port: not cacheable
+    entity = "ManagerNetworkProtocol"
+    privileges = declare(entity, "GET", "PATCH")  # host name and port: not cacheable
 
     def get(self, manager_id):
         return protocol_doc(manager_id, manager_unit(manager_id))
@@ -324,7 +327,8 @@ def through_rmc(manager_id: str, name: str) -> str:
 
 @blp.route("/redfish/v1/Managers/<manager_id>/EthernetInterfaces")
 class EthernetInterfaces(RedfishView):
-    privileges = {"GET": LOGIN}  # the running system's interfaces: never cached
+    entity = "EthernetInterfaceCollection"  # the running system's interfaces: never cached
+    privileges = declare(entity, "GET", under=("ManagerCollection", "Manager"))
 
     def get(self, manager_id):
         manager_unit(manager_id)  # the RMC's interfaces, under any manager (a BMC is reached through them)
@@ -335,7 +339,9 @@ class EthernetInterfaces(RedfishView):
 
 @blp.route("/redfish/v1/Managers/<manager_id>/EthernetInterfaces/<interface_id>")
 class EthernetInterface(RedfishView):
-    privileges = {"GET": LOGIN, "PATCH": CONFIGURE_MANAGER}
+    entity = "EthernetInterface"
+    privileges = declare(entity, "GET", "PATCH",
+                         under=("ManagerCollection", "Manager", "EthernetInterfaceCollection"))
 
     def get(self, manager_id, interface_id):
         unit = manager_unit(manager_id)

@@ -19,8 +19,8 @@ from flask_smorest import Blueprint
 from .. import __version__
 from ..agent import FACTORY_RESET, FACTORY_RESET_TIMEOUT, client
 from ..messages import RedfishError, message
-from ..web import (CONFIGURE_MANAGER, LOGIN, RedfishView, action_parameter, collection, json_body, json_response,
-                   odata_id)
+from ..privileges import declare
+from ..web import RedfishView, action_parameter, collection, json_body, json_response, odata_id
 from .common import action_info, agent_command, not_found, odata_type, state_dir, store, unit_uuid
 
 blp = Blueprint("managers", __name__, description="Managers")
@@ -137,7 +137,8 @@ def bmc_doc(unit: dict) -> dict:
 
 @blp.route("/redfish/v1/Managers")
 class Managers(RedfishView):
-    privileges = {"GET": LOGIN}
+    entity = "ManagerCollection"
+    privileges = declare(entity, "GET")
     cacheable = True
 
     def get(self):
@@ -148,7 +149,8 @@ class Managers(RedfishView):
 
 @blp.route("/redfish/v1/Managers/<manager_id>")
 class Manager(RedfishView):
-    privileges = {"GET": LOGIN}  # DateTime: not cacheable
+    entity = "Manager"
+    privileges = declare(entity, "GET")  # DateTime: not cacheable
 
     def get(self, manager_id):
         unit = manager_unit(manager_id)
@@ -157,7 +159,8 @@ class Manager(RedfishView):
 
 @blp.route("/redfish/v1/Managers/<manager_id>/ResetActionInfo")
 class ResetActionInfo(RedfishView):
-    privileges = {"GET": LOGIN}
+    entity = "ActionInfo"
+    privileges = declare(entity, "GET")
     cacheable = True
 
     def get(self, manager_id):
@@ -168,7 +171,8 @@ class ResetActionInfo(RedfishView):
 
 @blp.route("/redfish/v1/Managers/<manager_id>/Actions/Manager.Reset")
 class Reset(RedfishView):
-    privileges = {"POST": CONFIGURE_MANAGER}
+    entity = "Manager"  # an action: its Manager's POST
+    privileges = declare(entity, "POST")
 
     def post(self, manager_id):
         unit = manager_unit(manager_id)
@@ -197,7 +201,8 @@ def _restart_workers(reset_type: str):
 
 @blp.route("/redfish/v1/Managers/<manager_id>/ResetToDefaultsActionInfo")
 class ResetToDefaultsActionInfo(RedfishView):
-    privileges = {"GET": LOGIN}
+    entity = "ActionInfo"
+    privileges = declare(entity, "GET")
     cacheable = True
 
     def get(self, manager_id):
@@ -213,7 +218,8 @@ class ResetToDefaults(RedfishView):
     accounts, sessions, logs and settings and makes new certificates (factory.py). The
     caller's session ends with it; the new admin password is in the state directory."""
 
-    privileges = {"POST": CONFIGURE_MANAGER}
+    entity = "Manager"  # an action: its Manager's POST
+    privileges = declare(entity, "POST")
 
     def post(self, manager_id):
         if manager_id != RMC_ID:

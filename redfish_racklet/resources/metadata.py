@@ -12,7 +12,8 @@ from flask import Response
 from flask_smorest import Blueprint
 
 from ..manifest import schema_file
-from ..web import LOGIN, NO_AUTH, RedfishView, collection
+from ..privileges import declare, exception
+from ..web import RedfishView, collection
 from .common import COLLECTIONS, VERSIONS, not_found, odata_type
 from .service_root import service_root_doc
 
@@ -53,7 +54,8 @@ def metadata_xml() -> str:
 
 @blp.route("/redfish/v1/$metadata")
 class Metadata(RedfishView):
-    privileges = {"GET": NO_AUTH}
+    entity = None  # not a registry entity: see privileges.EXCEPTIONS
+    privileges = {"GET": exception("/redfish/v1/$metadata", "GET")}
 
     def get(self):
         return Response(metadata_xml(), content_type="application/xml; charset=utf-8")
@@ -61,7 +63,8 @@ class Metadata(RedfishView):
 
 @blp.route("/redfish/v1/odata")
 class ServiceDocument(RedfishView):
-    privileges = {"GET": NO_AUTH}
+    entity = None  # not a registry entity: see privileges.EXCEPTIONS
+    privileges = {"GET": exception("/redfish/v1/odata", "GET")}
 
     def get(self):
         return service_document(service_root_doc())
@@ -80,7 +83,8 @@ def service_document(root: dict) -> dict:
 
 @blp.route(f"{SCHEMA_URI}/<name>")
 class SchemaFile(RedfishView):
-    privileges = {"GET": NO_AUTH}
+    entity = None  # a file, not a registry entity: see privileges.EXCEPTIONS
+    privileges = {"GET": exception(f"{SCHEMA_URI}/<name>", "GET")}
 
     def get(self, name):
         if name == OEM_CSDL:
@@ -92,7 +96,8 @@ class SchemaFile(RedfishView):
 
 @blp.route("/redfish/v1/JsonSchemas")
 class JsonSchemas(RedfishView):
-    privileges = {"GET": LOGIN}
+    entity = "JsonSchemaFileCollection"
+    privileges = declare(entity, "GET")
     cacheable = True
 
     def get(self):
@@ -102,7 +107,8 @@ class JsonSchemas(RedfishView):
 
 @blp.route("/redfish/v1/JsonSchemas/<schema_id>")
 class JsonSchema(RedfishView):
-    privileges = {"GET": LOGIN}
+    entity = "JsonSchemaFile"
+    privileges = declare(entity, "GET")
     cacheable = True
 
     def get(self, schema_id):

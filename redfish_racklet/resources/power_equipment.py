@@ -18,8 +18,9 @@ from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
 from ..messages import message
-from ..web import (CONFIGURE_COMPONENTS, LOGIN, RedfishView, StrictNumber, action_parameter, check_if_match,
-                   check_patch, collection, json_body, json_response, odata_id, render)
+from ..privileges import declare
+from ..web import (RedfishView, StrictNumber, action_parameter, check_if_match, check_patch, collection, json_body,
+                   json_response, odata_id, render)
 from . import sensors
 from .common import action_info, agent_command, not_found, odata_type, store
 
@@ -138,7 +139,8 @@ class OutletPatch(Schema):
 
 @blp.route(ROOT)
 class PowerEquipment(RedfishView):
-    privileges = {"GET": LOGIN}
+    entity = "PowerEquipment"
+    privileges = declare(entity, "GET")
     cacheable = True
 
     def get(self):
@@ -155,7 +157,8 @@ class PowerEquipment(RedfishView):
 
 @blp.route(BUSES)
 class ElectricalBuses(RedfishView):
-    privileges = {"GET": LOGIN}
+    entity = "PowerDistributionCollection"
+    privileges = declare(entity, "GET")
     cacheable = True
 
     def get(self):
@@ -164,7 +167,8 @@ class ElectricalBuses(RedfishView):
 
 @blp.route(f"{BUSES}/<bus_id>")
 class ElectricalBus(RedfishView):
-    privileges = {"GET": LOGIN}
+    entity = "PowerDistribution"
+    privileges = declare(entity, "GET")
     cacheable = True
 
     def get(self, bus_id):
@@ -174,7 +178,8 @@ class ElectricalBus(RedfishView):
 
 @blp.route(f"{BUSES}/<bus_id>/Metrics")
 class ElectricalBusMetrics(RedfishView):
-    privileges = {"GET": LOGIN}
+    entity = "PowerDistributionMetrics"
+    privileges = declare(entity, "GET")
     cacheable = True
 
     def get(self, bus_id):
@@ -184,7 +189,8 @@ class ElectricalBusMetrics(RedfishView):
 
 @blp.route(f"{BUSES}/<bus_id>/Outlets")
 class Outlets(RedfishView):
-    privileges = {"GET": LOGIN}
+    entity = "OutletCollection"
+    privileges = declare(entity, "GET")
     cacheable = True
 
     def get(self, bus_id):
@@ -195,7 +201,8 @@ class Outlets(RedfishView):
 
 @blp.route(f"{BUSES}/<bus_id>/Outlets/<outlet_id>")
 class Outlet(RedfishView):
-    privileges = {"GET": LOGIN, "PATCH": CONFIGURE_COMPONENTS}
+    entity = "Outlet"
+    privileges = declare(entity, "GET", "PATCH")
     cacheable = True
 
     def get(self, bus_id, outlet_id):
@@ -219,7 +226,8 @@ class Outlet(RedfishView):
 
 @blp.route(f"{BUSES}/<bus_id>/Outlets/<outlet_id>/PowerControlActionInfo")
 class PowerControlActionInfo(RedfishView):
-    privileges = {"GET": LOGIN}
+    entity = "ActionInfo"
+    privileges = declare(entity, "GET")
     cacheable = True
 
     def get(self, bus_id, outlet_id):
@@ -231,7 +239,8 @@ class PowerControlActionInfo(RedfishView):
 
 @blp.route(f"{BUSES}/<bus_id>/Outlets/<outlet_id>/Actions/{ACTION}")
 class PowerControl(RedfishView):
-    privileges = {"POST": CONFIGURE_COMPONENTS}
+    entity = "Outlet"  # an action: its Outlet's POST
+    privileges = declare(entity, "POST")
 
     def post(self, bus_id, outlet_id):
         _bus(bus_id)

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 
 from flask_smorest import Blueprint
 
-from ..web import LOGIN, RedfishView, collection
+from ..privileges import declare
+from ..web import RedfishView, collection
 from .common import not_found, odata_type, store
 
 blp = Blueprint("sensors", __name__, description="Sensors")
@@ -251,7 +252,8 @@ def sensor_doc(chassis_id: str, sensor_id: str) -> dict:
 
 @blp.route("/redfish/v1/Chassis/<chassis_id>/Sensors")
 class Sensors(RedfishView):
-    privileges = {"GET": LOGIN}
+    entity = "SensorCollection"
+    privileges = declare(entity, "GET")
     cacheable = True
 
     def get(self, chassis_id):
@@ -261,7 +263,8 @@ class Sensors(RedfishView):
 
 @blp.route("/redfish/v1/Chassis/<chassis_id>/Sensors/<sensor_id>")
 class Sensor(RedfishView):
-    privileges = {"GET": LOGIN}
+    entity = "Sensor"
+    privileges = declare(entity, "GET")
     cacheable = True
 
     def get(self, chassis_id, sensor_id):

@@ -5,7 +5,8 @@ from __future__ import annotations
 from flask_smorest import Blueprint
 
 from .. import __version__, odata
-from ..web import NO_AUTH, RedfishView, json_response, odata_id
+from ..privileges import declare, exception
+from ..web import RedfishView, json_response, odata_id
 from .common import odata_type, store
 
 blp = Blueprint("service_root", __name__, description="Service root")
@@ -15,7 +16,8 @@ REDFISH_VERSION = "1.20.0"
 
 @blp.route("/redfish")
 class VersionDocument(RedfishView):
-    privileges = {"GET": NO_AUTH}
+    entity = None  # not a registry entity: see privileges.EXCEPTIONS
+    privileges = {"GET": exception("/redfish", "GET")}
 
     def get(self):
         return json_response({"v1": "/redfish/v1/"})
@@ -23,7 +25,8 @@ class VersionDocument(RedfishView):
 
 @blp.route("/redfish/v1")
 class ServiceRoot(RedfishView):
-    privileges = {"GET": NO_AUTH}
+    entity = "ServiceRoot"
+    privileges = declare(entity, "GET")
     cacheable = True
 
     def get(self):
@@ -48,6 +51,7 @@ def service_root_doc() -> dict:
         "PowerEquipment": odata_id("PowerEquipment"),
         "AccountService": odata_id("AccountService"),
         "SessionService": odata_id("SessionService"),
+        "CertificateService": odata_id("CertificateService"),
         "JsonSchemas": odata_id("JsonSchemas"),
         "Links": {"Sessions": odata_id("SessionService", "Sessions")},
     }

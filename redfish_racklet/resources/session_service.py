@@ -1,7 +1,10 @@
 """SessionService: log in (POST Sessions), list, inspect and end sessions, and the timeout.
 
 Sessions live in the store, so every API worker sees the same ones; only the
-SHA-256 of a token is kept.
+SHA-256 of a token is kept. A session is visible to, and may be ended by, its owner
+and Administrators (ConfigureManager) only. At most MAX_SESSIONS in all and
+MAX_SESSIONS_PER_USER per account; a session ends when its account is disabled or
+deleted, and when its password or role is changed by another session.
 """
 
 from __future__ import annotations
@@ -12,11 +15,12 @@ from flask import request
 from flask_smorest import Blueprint
 from marshmallow import Schema, validate
 
-from ..auth import login
-from ..messages import RedfishError
+from ..auth import Audit, login
+from ..messages import RedfishError, message
+from ..privileges import declare, exception
 from ..store import SESSION_TIMEOUT_RANGE
-from ..web import (CONFIGURE_MANAGER, LOGIN, NO_AUTH, RedfishView, StrictInteger, check_if_match, check_patch,
-                   collection, json_body, json_response, odata_id, render, with_etag)
+from ..web import (CONFIGURE_MANAGER, RedfishView, StrictInteger, check_if_match, check_patch, collection, json_body,
+                   json_response, odata_id, render, with_etag)
 from .common import not_found, odata_type, principal, require_self_or, store
 
 blp = Blueprint("session_service", __name__, description="Sessions")
@@ -43,7 +47,8 @@ def service_doc() -> dict:
 
 @blp.route("/redfish/v1/SessionService")
 class SessionService(RedfishView):
-    privileges = {"GET": LOGIN, "PATCH": CONFIGURE_MANAGER}
+    entity = "SessionService"
+    privileges = declare(entity, "GET", "PATCH")
     cacheable = True
 
     def get(self):
@@ -74,7 +79,8 @@ def session_doc(sess: dict) -> dict:
 
 @blp.route(SESSIONS_URI)
 class Sessions(RedfishView):
-    privileges = {"GET": LOGIN, "POST": NO_AUTH}
+    entity = "SessionCollection"
+    privileges = {**declare(entity, "GET"), "POST": exception(SESSIONS_URI, "POST")}  # login
 
     def get(self):
         p = principal()
@@ -94,14 +100,20 @@ class Sessions(RedfishView):
         unknown = [k for k in body if k not in ("UserName", "Password") and not k.startswith("@")]
         if unknown:
             raise RedfishError.of(400, "PropertyUnknown", unknown[0])
-        acct = login(store(), body["UserName"], body["Password"])
+        client = request.remote_addr or ""
+        acct = login(store(), body["UserName"], body["Password"], via="Redfish session", client=client)
         if acct is None:
             raise RedfishError.of(401, "ResourceAtUriUnauthorized", SESSIONS_URI, "Unauthorized")
-        created = store().create_session(acct["username"], request.remote_addr or "", time.time())
+        created = store().create_session(acct["username"], client, time.time())
         if created is None:
             raise RedfishError.of(503, "SessionLimitExceeded")
         sess, token = created
-        doc = with_etag(session_doc(sess))
+        Audit(store()).write("SuccessfulLogin", [acct["username"], client, "Redfish session"])
+        doc = session_doc(sess)
+        if acct["password_change_required"]:  # DSP0266: log in, then change the password
+            doc["@Message.ExtendedInfo"] = [message("PasswordChangeRequired",
+                                                    f"/redfish/v1/AccountService/Accounts/{acct['id']}")]
+        doc = with_etag(doc)
         return json_response(doc, 201, {"X-Auth-Token": token, "Location": doc["@odata.id"],
                                         "ETag": doc["@odata.etag"]})
 
@@ -110,7 +122,8 @@ class Sessions(RedfishView):
 class SessionsMembers(RedfishView):
     """DSP0266: a POST to a collection's Members URI creates like a POST to the collection."""
 
-    privileges = {"POST": NO_AUTH}
+    entity = "SessionCollection"
+    privileges = {"POST": exception(f"{SESSIONS_URI}/Members", "POST")}  # login
 
     def post(self):
         return Sessions().post()
@@ -118,8 +131,8 @@ class SessionsMembers(RedfishView):
 
 @blp.route(f"{SESSIONS_URI}/<session_id>")
 class Session(RedfishView):
-    privileges = {"GET": [["ConfigureManager"], ["ConfigureSelf"]],
-                  "DELETE": [["ConfigureManager"], ["ConfigureSelf"]]}
+    entity = "Session"
+    privileges = declare(entity, "GET", "DELETE")
 
     def _get_visible(self, session_id: str) -> dict:
         sess = store().session(session_id)

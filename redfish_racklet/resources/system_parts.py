@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from flask_smorest import Blueprint
 
-from ..web import LOGIN, RedfishView, collection, odata_id
+from ..privileges import declare
+from ..web import RedfishView, collection, odata_id
 from .common import not_found, odata_type, store
 from .systems import parts_status
 
@@ -78,7 +79,8 @@ def processor_doc(unit: dict) -> dict:
 
 @blp.route("/redfish/v1/Systems/<system_id>/Processors")
 class Processors(RedfishView):
-    privileges = {"GET": LOGIN}
+    entity = "ProcessorCollection"
+    privileges = declare(entity, "GET")
     cacheable = True
 
     def get(self, system_id):
@@ -89,7 +91,8 @@ class Processors(RedfishView):
 
 @blp.route("/redfish/v1/Systems/<system_id>/Processors/<processor_id>")
 class Processor(RedfishView):
-    privileges = {"GET": LOGIN}
+    entity = "Processor"
+    privileges = declare(entity, "GET")
     cacheable = True
 
     def get(self, system_id, processor_id):
@@ -132,7 +135,8 @@ def nic_doc(unit: dict) -> dict:
 
 @blp.route("/redfish/v1/Systems/<system_id>/EthernetInterfaces")
 class EthernetInterfaces(RedfishView):
-    privileges = {"GET": LOGIN}
+    entity = "EthernetInterfaceCollection"
+    privileges = declare(entity, "GET", under=("ComputerSystemCollection", "ComputerSystem"))
     cacheable = True
 
     def get(self, system_id):
@@ -144,7 +148,9 @@ class EthernetInterfaces(RedfishView):
 
 @blp.route("/redfish/v1/Systems/<system_id>/EthernetInterfaces/<interface_id>")
 class EthernetInterface(RedfishView):
-    privileges = {"GET": LOGIN}
+    entity = "EthernetInterface"
+    privileges = declare(entity, "GET", under=("ComputerSystemCollection", "ComputerSystem",
+                                               "EthernetInterfaceCollection"))
     cacheable = True
 
     def get(self, system_id, interface_id):
@@ -199,7 +205,8 @@ def drive_doc(unit: dict) -> dict:
 
 @blp.route("/redfish/v1/Systems/<system_id>/Storage")
 class StorageCollection(RedfishView):
-    privileges = {"GET": LOGIN}
+    entity = "StorageCollection"
+    privileges = declare(entity, "GET")
     cacheable = True
 
     def get(self, system_id):
@@ -210,7 +217,8 @@ class StorageCollection(RedfishView):
 
 @blp.route("/redfish/v1/Systems/<system_id>/Storage/<storage_id>")
 class Storage(RedfishView):
-    privileges = {"GET": LOGIN}
+    entity = "Storage"
+    privileges = declare(entity, "GET")
     cacheable = True
 
     def get(self, system_id, storage_id):
@@ -221,7 +229,8 @@ class Storage(RedfishView):
 
 @blp.route("/redfish/v1/Systems/<system_id>/Storage/<storage_id>/Drives/<drive_id>")
 class Drive(RedfishView):
-    privileges = {"GET": LOGIN}
+    entity = "Drive"
+    privileges = declare(entity, "GET")
     cacheable = True
 
     def get(self, system_id, storage_id, drive_id):
@@ -250,7 +259,8 @@ def simple_storage_doc(unit: dict) -> dict:
 
 @blp.route("/redfish/v1/Systems/<system_id>/SimpleStorage")
 class SimpleStorageCollection(RedfishView):
-    privileges = {"GET": LOGIN}
+    entity = "SimpleStorageCollection"
+    privileges = declare(entity, "GET")
     cacheable = True
 
     def get(self, system_id):
@@ -262,7 +272,8 @@ class SimpleStorageCollection(RedfishView):
 
 @blp.route("/redfish/v1/Systems/<system_id>/SimpleStorage/<storage_id>")
 class SimpleStorage(RedfishView):
-    privileges = {"GET": LOGIN}
+    entity = "SimpleStorage"
+    privileges = declare(entity, "GET")
     cacheable = True
 
     def get(self, system_id, storage_id):

@@ -18,9 +18,9 @@ from marshmallow import Schema, fields, validate
 
 from ..agent.power import RESET_TYPES
 from ..messages import RedfishError, message
-from ..web import (CONFIGURE_COMPONENTS, LOGIN, Invalid, RedfishView, StrictBoolean, action_parameter,
-                   check_if_match, check_patch, collection, is_annotation, json_body, json_response, odata_id,
-                   one_of, render, walk_tree)
+from ..privileges import declare
+from ..web import (Invalid, RedfishView, StrictBoolean, action_parameter, check_if_match, check_patch, collection,
+                   is_annotation, json_body, json_response, odata_id, one_of, render, walk_tree)
 from .common import action_info, agent_command, not_found, odata_type, store, unit_status, unit_uuid
 
 blp = Blueprint("systems", __name__, description="Compute units")
@@ -147,7 +147,8 @@ def system_doc(unit: dict) -> dict:
 
 @blp.route("/redfish/v1/Systems")
 class Systems(RedfishView):
-    privileges = {"GET": LOGIN}
+    entity = "ComputerSystemCollection"
+    privileges = declare(entity, "GET")
     cacheable = True
 
     def get(self):
@@ -157,7 +158,8 @@ class Systems(RedfishView):
 
 @blp.route("/redfish/v1/Systems/<system_id>")
 class System(RedfishView):
-    privileges = {"GET": LOGIN, "PATCH": CONFIGURE_COMPONENTS}
+    entity = "ComputerSystem"
+    privileges = declare(entity, "GET", "PATCH")
     cacheable = True
 
     def get(self, system_id):
@@ -296,7 +298,8 @@ def http_boot_uri_problem(uri) -> str | None:
 
 @blp.route("/redfish/v1/Systems/<system_id>/ResetActionInfo")
 class ResetActionInfo(RedfishView):
-    privileges = {"GET": LOGIN}
+    entity = "ActionInfo"
+    privileges = declare(entity, "GET")
     cacheable = True
 
     def get(self, system_id):
@@ -307,7 +310,8 @@ class ResetActionInfo(RedfishView):
 
 @blp.route("/redfish/v1/Systems/<system_id>/Actions/ComputerSystem.Reset")
 class Reset(RedfishView):
-    privileges = {"POST": CONFIGURE_COMPONENTS}
+    entity = "ComputerSystem"  # an action: its system's POST
+    privileges = declare(entity, "POST")
 
     def post(self, system_id):
         _unit(system_id)
