@@ -305,7 +305,7 @@ class Store:
     def create_session(self, username: str, client_ip: str, now: float) -> tuple[dict, str] | None:
         """Create a session; None when a cap is reached (MAX_SESSIONS in all,
         MAX_SESSIONS_PER_USER for one account). Returns (session, token)."""
-        token = secrets.token_urlsafe(32)
+        token = secrets.token_hex(32)  # 256 bits; hex, so clients and validators can test its randomness
         sid = secrets.token_hex(8)
         with self.tx() as t:
             self._expire_sessions(t, now)
