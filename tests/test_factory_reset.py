@@ -66,11 +66,8 @@ def test_reset_to_defaults_through_the_api(fresh_server):
     old_password = srv.password
     c = srv.client()
     workers = api_workers(srv)
-    t0 = time.monotonic()
-    r = c.post(srv.url + RESET, json={"ResetType": "ResetAll"})
-    took = time.monotonic() - t0
+    r = c.post(srv.url + RESET, json={"ResetType": "ResetAll"})  # its time: bench/bench_reset.py
     assert r.status_code == 200, r.text
-    assert took < 5.0, f"factory reset took {took:.1f} s"
     check_forgotten(srv, before)
     new_password = (srv.state_dir / "admin-password").read_text().strip()
     assert new_password != old_password and auth.password_problem(new_password) is None
