@@ -16,7 +16,8 @@ from flask_smorest import Api
 from werkzeug.exceptions import HTTPException
 
 from . import __version__, mtls, odata
-from .auth import BasicCache, Principal, login, parse_basic, password_change_allows, principal_of
+from .auth import (BasicCache, PasswordCheckBusy, Principal, login, parse_basic, password_change_allows,
+                   principal_of)
 from .messages import RedfishError
 from .resources import BLUEPRINTS
 from .store import Store
@@ -57,6 +58,7 @@ def create_app(config: dict) -> Flask:
     app.before_request(_before)
     app.after_request(_after)
     app.register_error_handler(RedfishError, _redfish_error)
+    app.register_error_handler(PasswordCheckBusy, _password_check_busy)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected)
     app.wsgi_app = add_headers(app.wsgi_app)
@@ -144,6 +146,10 @@ def _after(resp):
     if "Allow" not in resp.headers:  # not made by json_response (XML, 204, 304)
         resp.headers.extend(common_headers())
     return resp
+
+
+def _password_check_busy(e: PasswordCheckBusy):
+    return _redfish_error(RedfishError.of(503, "ServiceTemporarilyUnavailable", 1, headers={"Retry-After": "1"}))
 
 
 def _redfish_error(e: RedfishError):

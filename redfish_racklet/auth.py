@@ -229,6 +229,19 @@ class BasicCache:
 
 # -- login ---------------------------------------------------------------------------------
 
+# At most one scrypt check at a time per worker process. Another arriving meanwhile waits
+# at most PASSWORD_CHECK_WAIT (a few ~40 ms checks: a handful of honest clients logging
+# in at once all get through), then is answered 503 with Retry-After (PasswordCheckBusy):
+# a flood of wrong passwords costs at most one core per worker and holds the worker
+# threads that token and cached-Basic requests need only briefly.
+_PASSWORD_CHECKS = threading.BoundedSemaphore(1)
+PASSWORD_CHECK_WAIT = 0.25
+
+
+class PasswordCheckBusy(Exception):
+    """A password check is already running in this worker; retry in a moment."""
+
+
 def usable(acct: dict) -> bool:
     return bool(acct["enabled"]) and not acct["locked"]
 
@@ -245,7 +258,12 @@ def login(store, username, password, *, via: str = "Redfish", client: str = "",
         if acct["failed_logins"]:
             store.clear_login_failures(acct["id"])
         return acct
-    ok = verify_password(password, acct["password_hash"] if acct else None)  # always: constant work
+    if not _PASSWORD_CHECKS.acquire(timeout=PASSWORD_CHECK_WAIT):
+        raise PasswordCheckBusy()
+    try:
+        ok = verify_password(password, acct["password_hash"] if acct else None)  # always: constant work
+    finally:
+        _PASSWORD_CHECKS.release()
     audit = Audit(store, now)
     if acct is None:
         audit.write("InvalidCredentials", [_shown(username), _over(via, client)])

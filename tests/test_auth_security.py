@@ -332,3 +332,31 @@ def test_password_policy_unit():
     assert auth.username_problem("a.b_c-9") is None
     for bad in ("", "a" * 33, "a b", "a/b", "a:b", 5, None):
         assert auth.username_problem(bad)
+
+
+def test_a_flood_of_wrong_passwords_does_not_starve_token_requests(fresh_server):
+    """Bounded: 32 concurrent wrong-password requests against one worker. Each either is
+    refused (401) or told to come back (503 + Retry-After); meanwhile a token client
+    keeps being served, and afterwards a right password still works."""
+    import concurrent.futures
+
+    srv = fresh_server(workers=1)
+    c = srv.client()
+    token = c.post(srv.url + "/redfish/v1/SessionService/Sessions",
+                   json={"UserName": "admin", "Password": srv.password}).headers["X-Auth-Token"]
+    tok = srv.client(auth=None)
+    tok.headers["X-Auth-Token"] = token
+
+    def wrong(i):
+        s = srv.client(auth=("nobody", f"wrong-password-{i}"))
+        r = s.get(srv.url + SYSTEMS)
+        return r.status_code, r.headers.get("Retry-After")
+
+    with concurrent.futures.ThreadPoolExecutor(32) as pool:
+        flood = [pool.submit(wrong, i) for i in range(32)]
+        served = [tok.get(srv.url + SYSTEMS).status_code for _ in range(20)]
+        results = [f.result() for f in flood]
+    assert served == [200] * 20
+    assert {s for s, _ in results} <= {401, 503}
+    assert all(ra == "1" for s, ra in results if s == 503)
+    assert c.get(srv.url + SYSTEMS).status_code == 200  # Basic with the right password
