@@ -79,7 +79,7 @@ def _serve(args) -> int:
             return rc
     try:
         return serve(state_dir, args.bind, args.port, args.manifest and os.path.abspath(args.manifest),
-                     args.workers, require_client_cert=args.require_client_cert)
+                     args.workers, require_client_cert=args.require_client_cert, sse_port=args.sse_port)
     except (StateDirBusy, RuntimeError) as e:
         print(f"redfish-racklet: {e}", file=sys.stderr)
         return 1
@@ -241,6 +241,8 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--workers", type=int, default=2, help="API worker processes (default: %(default)s)")
     sp.add_argument("--require-client-cert", action="store_true",
                     help="refuse TLS handshakes without a client certificate of the rack's client CA")
+    sp.add_argument("--sse-port", type=int, default=None,
+                    help="HTTPS port of the Server-Sent Events stream (default: --port + 1; 0: none)")
 
     sp = sub.add_parser("cert", help="client certificates (mTLS): issue one for an account, revoke, list")
     state(sp)
@@ -276,6 +278,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "serve":
         if args.workers < 1 or not 0 < args.port < 65536:
             print("redfish-racklet: --workers must be >= 1 and --port 1..65535", file=sys.stderr)
+            return 2
+        if args.sse_port is not None and not 0 <= args.sse_port < 65536:
+            print("redfish-racklet: --sse-port must be 0..65535", file=sys.stderr)
             return 2
         return _serve(args)
     if args.command == "sim":

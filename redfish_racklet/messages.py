@@ -188,6 +188,8 @@ BASE_MESSAGES: dict[str, tuple[str, str, str]] = {
     "ServiceTemporarilyUnavailable": (
         "The service is temporarily unavailable.  Retry in %1 seconds.", "Critical",
         "Wait for the indicated retry duration and retry the operation."),
+    "EventBufferExceeded": (
+        "Undelivered events may have been lost due to exceeding the event buffer.", "Warning", "None."),
     "ServiceShuttingDown": (
         "The operation failed because the service is shutting down and can no longer take "
         "incoming requests.", "Critical",

@@ -195,20 +195,38 @@ def gunicorn_options(state_dir: str, bind: str, port: int, workers: int,
     }
 
 
+def start_sse(state_dir: str, bind: str, port: int, require_client_cert: bool) -> subprocess.Popen:
+    """The Server-Sent Events listener (sse_server.py): a process of its own, so that streams
+    never hold a gunicorn worker thread."""
+    cmd = [sys.executable, "-m", "redfish_racklet.sse_server", "--state-dir", state_dir, "--bind", bind,
+           "--port", str(port)]
+    if require_client_cert:
+        cmd.append("--require-client-cert")
+    return subprocess.Popen(cmd)
+
+
 def serve(state_dir: str, bind: str, port: int, manifest_path: str | None, workers: int,
-          require_client_cert: bool = False) -> int:
-    """HTTPS only: the service has no plain-HTTP listener at all (not even on loopback)."""
+          require_client_cert: bool = False, sse_port: int | None = None) -> int:
+    """HTTPS only: the service has no plain-HTTP listener at all (not even on loopback).
+    ``sse_port``: the SSE listener's (default ``port`` + 1; 0: none)."""
     lock_fd = lock_state_dir(state_dir)
     if pki.ensure_client_ca(state_dir):  # a state dir made before mTLS existed
         print(f"redfish-racklet: made the client CA {os.path.join(state_dir, pki.CLIENT_CA_CERT)}",
               file=sys.stderr)
     agent = start_agent(state_dir, manifest_path)
+    sse = None
     try:
+        if sse_port is None:
+            sse_port = port + 1 if port < 65535 else 0
+        if sse_port:
+            sse = start_sse(state_dir, bind, sse_port, require_client_cert)
         options = gunicorn_options(state_dir, bind, port, workers, require_client_cert)
         _Gunicorn(state_dir, options, require_client_cert).run()
     except SystemExit as e:
         return int(e.code or 0)
     finally:
+        if sse is not None:
+            stop_agent(sse)  # terminate, wait, kill: the same for any child
         stop_agent(agent)
         os.close(lock_fd)
     return 0

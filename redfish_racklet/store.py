@@ -69,6 +69,13 @@ CREATE TABLE IF NOT EXISTS log(
     message TEXT NOT NULL,
     origin TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS log_by_unit ON log(unit, id);
+CREATE TABLE IF NOT EXISTS subscriptions(
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    owner TEXT NOT NULL,
+    settings TEXT NOT NULL,
+    state TEXT NOT NULL DEFAULT 'Enabled',
+    cursor INTEGER NOT NULL DEFAULT 0,
+    created REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS commands(
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     unit TEXT NOT NULL,
@@ -484,6 +491,58 @@ class Store:
         where, args = ("", []) if unit is None else ("WHERE unit=?", [unit])
         return self.conn().execute(f"DELETE FROM log {where}", args).rowcount
 
+    # -- event subscriptions (the API writes settings; the agent's delivery, cursor and state) --
+    # ``settings`` is JSON (destination, context, filters, headers, retry policy); ``cursor``
+    # the id of the last journal (``log``) entry handled; ``state`` Enabled or Suspended.
+    def add_subscription(self, owner: str, settings: dict, now: float, limit: int) -> int | None:
+        """A new subscription, starting at the journal's current end; None at ``limit``."""
+        with self.tx() as t:
+            if t.execute("SELECT COUNT(*) FROM subscriptions").fetchone()[0] >= limit:
+                return None
+            end = t.execute("SELECT COALESCE(MAX(id), 0) FROM log").fetchone()[0]
+            end = max(end, t.execute("SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name='log'), 0)")
+                      .fetchone()[0])
+            cur = t.execute("INSERT INTO subscriptions(owner, settings, cursor, created) VALUES(?,?,?,?)",
+                            (owner, json.dumps(settings), end, now))
+        return cur.lastrowid
+
+    def subscriptions(self) -> list[dict]:
+        return [_subscription(r) for r in self.conn().execute("SELECT * FROM subscriptions ORDER BY id")]
+
+    def subscription(self, sub_id: int) -> dict | None:
+        row = self.conn().execute("SELECT * FROM subscriptions WHERE id=?", (sub_id,)).fetchone()
+        return _subscription(row) if row else None
+
+    def change_subscription(self, sub_id: int, settings: dict | None = None, state: str | None = None) -> bool:
+        """New settings and/or state (the API); False if it is gone."""
+        sets, args = [], []
+        if settings is not None:
+            sets.append("settings=?")
+            args.append(json.dumps(settings))
+        if state is not None:
+            sets.append("state=?")
+            args.append(state)
+        if not sets:
+            return self.subscription(sub_id) is not None
+        return self.conn().execute(f"UPDATE subscriptions SET {', '.join(sets)} WHERE id=?",
+                                   (*args, sub_id)).rowcount == 1
+
+    def advance_subscription(self, sub_id: int, cursor: int, state: str | None = None) -> bool:
+        """The delivery's progress (and a suspension); False if it is gone."""
+        if state is None:
+            q, args = "UPDATE subscriptions SET cursor=MAX(cursor, ?) WHERE id=?", (cursor, sub_id)
+        else:
+            q, args = "UPDATE subscriptions SET cursor=MAX(cursor, ?), state=? WHERE id=?", (cursor, state, sub_id)
+        return self.conn().execute(q, args).rowcount == 1
+
+    def delete_subscription(self, sub_id: int) -> bool:
+        return self.conn().execute("DELETE FROM subscriptions WHERE id=?", (sub_id,)).rowcount == 1
+
+    def log_after(self, cursor: int, limit: int) -> list[dict]:
+        """At most ``limit`` journal entries with an id above ``cursor``, oldest first."""
+        rows = self.conn().execute("SELECT * FROM log WHERE id > ? ORDER BY id LIMIT ?", (cursor, limit))
+        return [dict(r, args=json.loads(r["args"])) for r in rows]
+
     # -- commands (API -> agent) -------------------------------------------------
     def add_command(self, unit_id: str, action: str, now: float) -> int:
         cur = self.conn().execute("INSERT INTO commands(unit, action, created) VALUES(?,?,?)",
@@ -525,7 +584,7 @@ class Store:
         """One transaction: forget people, settings, logs and identity (see factory.py)."""
         keep_meta = ("schema_version", "rack_info")
         with self.tx() as t:
-            for table in ("sessions", "accounts", "log", "unit_settings"):
+            for table in ("sessions", "accounts", "log", "unit_settings", "subscriptions"):
                 t.execute(f"DELETE FROM {table}")
             t.execute("DELETE FROM commands WHERE state NOT IN ('running')")
             t.execute("UPDATE units SET desired_power='Off', asset_tag=''")
@@ -553,6 +612,12 @@ def _info(raw: str) -> dict:
     return json.loads(raw)
 
 
+def _subscription(row: sqlite3.Row) -> dict:
+    d = dict(row)
+    d["settings"] = json.loads(d["settings"])
+    return d
+
+
 def _unit(row: sqlite3.Row) -> dict:
     d = dict(row)
     d["info"] = _info(d["info"])  # static facts: parsed once per distinct value (read-only)
@@ -561,17 +626,23 @@ def _unit(row: sqlite3.Row) -> dict:
 
 
 class _Tx:
-    """``with store.tx() as c:`` — one IMMEDIATE transaction, rolled back on error."""
+    """``with store.tx() as c:`` — one IMMEDIATE transaction, rolled back on error. Inside
+    another one (same connection) it joins it: the outer one commits or rolls back."""
 
     def __init__(self, conn: sqlite3.Connection):
         self.c = conn
+        self.joined = False
 
     def __enter__(self) -> sqlite3.Connection:
-        self.c.execute("BEGIN IMMEDIATE")
+        if self.c.in_transaction:
+            self.joined = True
+        else:
+            self.c.execute("BEGIN IMMEDIATE")
         return self.c
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        self.c.execute("ROLLBACK" if exc_type else "COMMIT")
+        if not self.joined:
+            self.c.execute("ROLLBACK" if exc_type else "COMMIT")
 
 
 def now() -> float:

@@ -55,6 +55,7 @@ class Server:
     proc: subprocess.Popen
     log: Path
     password: str = ADMIN_PASSWORD
+    sse_port: int = 0
     _sessions: list = field(default_factory=list)
 
     @property
@@ -97,13 +98,13 @@ def restart(server: Server) -> Server:
     """Stop ``server`` and serve its state dir again (same manifest, one worker)."""
     server.stop()
     args = cli() + ["serve", "--state-dir", str(server.state_dir), "--port", str(port := free_port()),
-                    "--workers", "1"]
+                    "--workers", "1", "--sse-port", str(sse_port := free_port())]
     manifest = server.state_dir.parent / "manifest.yaml"
     if manifest.exists():
         args += ["--manifest", str(manifest)]
     with server.log.open("a") as out:
         proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
-    again = Server(server.state_dir, port, proc, server.log, server.password)
+    again = Server(server.state_dir, port, proc, server.log, server.password, sse_port)
     wait_until_up(again)
     return again
 
@@ -118,7 +119,7 @@ def start_server(tmp: Path, manifest_text: str | None = TEST_MANIFEST, workers: 
                         capture_output=True, text=True)
     assert rc.returncode == 0, rc.stderr
     args = cli() + ["serve", "--state-dir", str(state), "--port", str(port := free_port()),
-                    "--workers", str(workers)]
+                    "--workers", str(workers), "--sse-port", str(sse_port := free_port())]
     if manifest_text is not None:
         mf = tmp / "manifest.yaml"
         mf.write_text(manifest_text)
@@ -126,7 +127,7 @@ def start_server(tmp: Path, manifest_text: str | None = TEST_MANIFEST, workers: 
     log = tmp / "serve.log"
     with log.open("w") as out:
         proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
-    server = Server(state, port, proc, log, password)
+    server = Server(state, port, proc, log, password, sse_port)
     wait_until_up(server)
     wait_until_settled(server)
     return server
@@ -177,8 +178,9 @@ def children(pid: int) -> dict[int, str]:
 
 
 def api_workers(server: Server) -> set[int]:
-    """The pids of a server's gunicorn workers (its children but the agent)."""
-    return {p for p, cmd in children(server.proc.pid).items() if " agent " not in cmd + " "}
+    """The pids of a server's gunicorn workers (its children but the agent and the SSE listener)."""
+    return {p for p, cmd in children(server.proc.pid).items()
+            if " agent " not in cmd + " " and "redfish_racklet.sse" not in cmd}
 
 
 def wait_until_settled(server: Server) -> None:

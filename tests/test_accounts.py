@@ -355,3 +355,23 @@ def test_conditional_writes_race_one_winner(srv):
             assert sorted(statuses) == [200] + [412] * (len(clients) - 1), statuses
     finally:
         delete(srv, uri)
+
+
+def test_racing_account_service_patches_with_one_etag_only_one_wins(fresh_server):
+    """If-Match is re-checked inside the write transaction: of four PATCHes sent at once
+    with the same ETag, exactly one applies; the others get 412 and change nothing."""
+    import concurrent.futures
+
+    srv = fresh_server(workers=2)
+    c = srv.client()
+    uri = srv.url + "/redfish/v1/AccountService"
+    etag = c.get(uri).headers["ETag"]
+
+    def patch(n):
+        s = srv.client()
+        return s.patch(uri, json={"AccountLockoutThreshold": 30 + n}, headers={"If-Match": etag}).status_code
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        codes = sorted(pool.map(patch, range(4)))
+    assert codes.count(200) == 1 and codes.count(412) == 3, codes
+    assert 30 <= c.get(uri).json()["AccountLockoutThreshold"] <= 33

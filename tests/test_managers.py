@@ -18,7 +18,7 @@ import requests
 from redfish_racklet.resources import manager_network as mn
 from redfish_racklet.resources.managers import MANAGER_RESET_TYPES
 
-from .conftest import children, ids, shared_or_skip, wait_for
+from .conftest import api_workers, children, ids, shared_or_skip, wait_for
 
 RMC = "/redfish/v1/Managers/RMC"
 
@@ -323,7 +323,7 @@ def restart_rmc_and_watch(srv) -> tuple[set[int], list]:
     """GracefulRestart the RMC; poll on new connections until both workers are new ones.
     Returns the agent's pid and what each poll got (a status code or the exception)."""
     agent = {p for p, cmd in children(srv.proc.pid).items() if " agent " in cmd + " "}
-    workers = set(children(srv.proc.pid)) - agent
+    workers = api_workers(srv)
     assert len(agent) == 1 and len(workers) == 2
     r = srv.client().post(srv.url + f"{RMC}/Actions/Manager.Reset", json={"ResetType": "GracefulRestart"})
     assert r.status_code == 200 and r.json()["@Message.ExtendedInfo"][0]["MessageId"].endswith(".Success")
@@ -336,7 +336,7 @@ def restart_rmc_and_watch(srv) -> tuple[set[int], list]:
                 answers.append(s.get(srv.url + RMC, timeout=10).status_code)
         except requests.ConnectionError as e:
             answers.append(e)
-        now = set(children(srv.proc.pid)) - agent
+        now = api_workers(srv)
         return len(now) == 2 and not (now & workers)
 
     wait_for(replaced, timeout=30)

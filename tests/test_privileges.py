@@ -267,6 +267,9 @@ def test_the_privilege_matrix(fresh_server, tmp_path):
     accounts = {f"/redfish/v1/AccountService/Accounts/{a['id']}": a["username"]
                 for a in Store(str(srv.state_dir / "racklet.db")).accounts()}
     owners = {**accounts, **sessions}
+    # one subscription, so the crawl reaches EventDestination and its action
+    Store(str(srv.state_dir / "racklet.db")).add_subscription(
+        "admin", {"destination": "https://127.0.0.1:9/"}, time.time(), 16)
     before = snapshot(srv, admin)
     log_count = admin.get(srv.url + "/redfish/v1/Managers/RMC/LogServices/EventLog/Entries").json()[
         "Members@odata.count"]

@@ -22,7 +22,7 @@ from ..drivers.smbus import ChipError
 from ..manifest import Manifest
 from ..store import Store
 from .. import factory
-from . import FACTORY_RESET, SOCKET_NAME, events, hardware, power, sampling
+from . import FACTORY_RESET, SOCKET_NAME, delivery, events, hardware, power, sampling
 from .energy import Integrator, Window
 from .fan import FanCurve
 
@@ -425,6 +425,8 @@ def serve(agent: Agent, state_dir: str, stop: list) -> None:
     """Run the agent until ``stop`` becomes non-empty (set by a signal handler)."""
     agent.start()
     agent.sample()  # readings exist before anyone can ask
+    pusher = delivery.Delivery(agent.store.path, state_dir)  # its own threads: this loop never waits on the network
+    pusher.start()
     path = os.path.join(state_dir, SOCKET_NAME)
     if os.path.exists(path):
         os.unlink(path)
@@ -462,6 +464,7 @@ def serve(agent: Agent, state_dir: str, stop: list) -> None:
                 next_sample += agent.manifest.sample_seconds
                 next_sample = max(next_sample, time.monotonic())
     finally:
+        pusher.stop()
         sel.close()
         lsock.close()
         agent.close()

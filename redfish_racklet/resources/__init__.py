@@ -9,6 +9,7 @@ from . import chassis_power, chassis_thermal, power_equipment
 from . import manager_network, system_parts
 from . import log_services
 from . import certificate_service
+from . import event_service
 
 BLUEPRINTS = [
     service_root.blp,
@@ -26,4 +27,5 @@ BLUEPRINTS = [
     account_service.blp,
     session_service.blp,
     certificate_service.blp,
+    event_service.blp,
 ]

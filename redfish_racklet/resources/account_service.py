@@ -89,21 +89,23 @@ class AccountService(RedfishView):
         return service_doc()
 
     def patch(self):
-        current = service_doc()
-        check_if_match(current)
-        body, apply_mfa = mtls.split_patch(store(), json_body(), current)  # MultiFactorAuth: mtls.py
-        changes = check_patch(body, AccountServicePatch(), current) if body is not None else {}
-        merged = {**current, **changes}
-        if merged["MinPasswordLength"] > merged["MaxPasswordLength"]:
-            bad = "MinPasswordLength" if "MinPasswordLength" in changes else "MaxPasswordLength"
-            other = "MaxPasswordLength" if bad == "MinPasswordLength" else "MinPasswordLength"
-            raise RedfishError.of(400, "PropertyValueConflict", bad, other, related=[f"#/{bad}"])
-        if 0 < merged["AccountLockoutDuration"] < merged["AccountLockoutCounterResetAfter"]:
-            # AccountService schema: the duration shall be >= the counter reset time.
-            raise RedfishError.of(400, "PropertyValueConflict", "AccountLockoutDuration",
-                                  "AccountLockoutCounterResetAfter", related=["#/AccountLockoutDuration"])
-        AccountPolicy(**{name: merged[prop] for prop, name in POLICY_FIELDS.items()}).save(store())
-        apply_mfa()
+        body = json_body()
+        with store().tx():  # If-Match, checks and writes in one transaction: racing PATCHes serialise
+            current = service_doc()
+            check_if_match(current)
+            body, apply_mfa = mtls.split_patch(store(), body, current)  # MultiFactorAuth: mtls.py
+            changes = check_patch(body, AccountServicePatch(), current) if body is not None else {}
+            merged = {**current, **changes}
+            if merged["MinPasswordLength"] > merged["MaxPasswordLength"]:
+                bad = "MinPasswordLength" if "MinPasswordLength" in changes else "MaxPasswordLength"
+                other = "MaxPasswordLength" if bad == "MinPasswordLength" else "MinPasswordLength"
+                raise RedfishError.of(400, "PropertyValueConflict", bad, other, related=[f"#/{bad}"])
+            if 0 < merged["AccountLockoutDuration"] < merged["AccountLockoutCounterResetAfter"]:
+                # AccountService schema: the duration shall be >= the counter reset time.
+                raise RedfishError.of(400, "PropertyValueConflict", "AccountLockoutDuration",
+                                      "AccountLockoutCounterResetAfter", related=["#/AccountLockoutDuration"])
+            AccountPolicy(**{name: merged[prop] for prop, name in POLICY_FIELDS.items()}).save(store())
+            apply_mfa()
         return render(service_doc())
 
 

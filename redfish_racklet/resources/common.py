@@ -51,6 +51,8 @@ VERSIONS = {
     "CertificateService": "v1_2_1",
     "CertificateLocations": "v1_0_4",
     "Certificate": "v1_11_0",
+    "EventService": "v1_12_0",
+    "EventDestination": "v1_16_0",
 }
 COLLECTIONS = ("ComputerSystemCollection", "ChassisCollection", "ManagerCollection",
                "ManagerAccountCollection", "RoleCollection", "SessionCollection",
@@ -59,7 +61,7 @@ COLLECTIONS = ("ComputerSystemCollection", "ChassisCollection", "ManagerCollecti
                "SimpleStorageCollection", "LogServiceCollection", "LogEntryCollection",
                "PowerSupplyCollection", "FanCollection", "ControlCollection",
                "PowerDistributionCollection", "OutletCollection",
-               "CertificateCollection")
+               "CertificateCollection", "EventDestinationCollection")
 
 
 def odata_type(name: str) -> str:

@@ -52,6 +52,7 @@ def service_root_doc() -> dict:
         "AccountService": odata_id("AccountService"),
         "SessionService": odata_id("SessionService"),
         "CertificateService": odata_id("CertificateService"),
+        "EventService": odata_id("EventService"),
         "JsonSchemas": odata_id("JsonSchemas"),
         "Links": {"Sessions": odata_id("SessionService", "Sessions")},
     }

@@ -1,0 +1,410 @@
+"""Server-Sent Events (redfish_racklet/sse.py): the stream on its own port, against a real ``serve``."""
+
+from __future__ import annotations
+
+import base64
+import json
+import socket
+import ssl
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from redfish_racklet import sse
+from redfish_racklet.store import LOG_MAX, Store
+
+from .conftest import ADMIN_PASSWORD, sim, start_server
+
+KEEPALIVE = 0.5
+
+
+@pytest.fixture(scope="module")
+def srv(tmp_path_factory):
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RACKLET_SSE_KEEPALIVE", str(KEEPALIVE))  # inherited by serve's SSE process
+        server = start_server(tmp_path_factory.mktemp("sse"))
+    wait_sse_up(server)
+    yield server
+    server.stop()
+
+
+def wait_sse_up(server, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", server.sse_port), timeout=1):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise AssertionError("the SSE listener did not start")
+            time.sleep(0.05)
+
+
+def basic(user="admin", password=ADMIN_PASSWORD) -> dict:
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+
+class Client:
+    """A raw SSE client: one TLS connection, every read bounded by a timeout."""
+
+    def __init__(self, server, headers: dict | None = None, query: str = "", timeout: float = 10.0,
+                 method: str = "GET", path: str = sse.SSE_PATH):
+        ctx = ssl.create_default_context(cafile=server.ca)
+        raw = socket.create_connection(("127.0.0.1", server.sse_port), timeout=timeout)
+        self.sock = ctx.wrap_socket(raw, server_hostname="127.0.0.1")
+        self.sock.settimeout(timeout)
+        path += f"?{query}" if query else ""
+        lines = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1", "Accept: text/event-stream"]
+        lines += [f"{k}: {v}" for k, v in (headers if headers is not None else basic()).items()]
+        self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        self.buf = b""
+        while b"\r\n\r\n" not in self.buf:
+            self._fill()
+        head, self.buf = self.buf.split(b"\r\n\r\n", 1)
+        status_line, *hdrs = head.decode("latin-1").split("\r\n")
+        self.status = int(status_line.split()[1])
+        self.headers = {k.lower(): v.strip() for k, _, v in (h.partition(":") for h in hdrs)}
+        self.body = None
+        if self.status != 200:
+            length = int(self.headers.get("content-length", "0"))
+            while len(self.buf) < length:
+                self._fill()
+            self.body = json.loads(self.buf[:length])
+
+    def _fill(self) -> None:
+        data = self.sock.recv(65536)
+        if not data:
+            raise EOFError
+        self.buf += data
+
+    def block(self) -> str:
+        """The next block (an event or a comment), up to its blank line."""
+        while b"\n\n" not in self.buf:
+            self._fill()
+        block, self.buf = self.buf.split(b"\n\n", 1)
+        return block.decode()
+
+    def event(self, timeout: float = 10.0) -> tuple[int, dict]:
+        """The next event (comments skipped): (id, Event)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            block = self.block()
+            fields = dict(line.split(": ", 1) for line in block.split("\n") if not line.startswith(":"))
+            if "data" in fields:
+                return int(fields["id"]), json.loads(fields["data"])
+        raise AssertionError("no event in time")
+
+    def events_until_idle(self, limit: int = 2000) -> list[tuple[int, dict]]:
+        """Events until the first keep-alive comment (sent only when the stream is idle)."""
+        out = []
+        for _ in range(limit):
+            block = self.block()
+            if block.startswith(": keep-alive"):
+                return out
+            if block.startswith(":"):
+                continue
+            fields = dict(line.split(": ", 1) for line in block.split("\n"))
+            out.append((int(fields["id"]), json.loads(fields["data"])))
+        raise AssertionError("no keep-alive")
+
+    def closed(self, timeout: float = 10.0) -> bool:
+        """True once the server ends the stream (within ``timeout``)."""
+        deadline = time.monotonic() + timeout
+        try:
+            while time.monotonic() < deadline:
+                self._fill()
+                self.buf = self.buf[-65536:]
+        except (EOFError, ConnectionError, ssl.SSLError):
+            return True
+        except TimeoutError:
+            return False
+        return False
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+def store(server) -> Store:
+    return Store(str(server.state_dir / "racklet.db"))
+
+
+def head_id(server) -> int:
+    return store(server).conn().execute("SELECT COALESCE(MAX(id), 0) FROM log").fetchone()[0]
+
+
+def add(server, message_id: str, origin: str) -> int:
+    return store(server).add_log("", "OK", message_id, [], "test entry", origin, time.time())
+
+
+def message_ids(events) -> list[str]:
+    return [doc["Events"][0]["MessageId"] for _, doc in events]
+
+
+# -- the stream ------------------------------------------------------------------------------
+
+def test_stream_headers_and_event_after_unplug(srv):
+    c = Client(srv)
+    try:
+        assert c.status == 200
+        assert c.headers["content-type"].startswith("text/event-stream")
+        sim(srv, "unplug", "Unit4")
+        t0 = time.monotonic()
+        while True:
+            eid, doc = c.event()
+            rec = doc["Events"][0]
+            if rec["MessageId"].endswith(".ResourceRemoved"):
+                break
+            assert time.monotonic() - t0 < 10
+        assert doc["@odata.type"].startswith("#Event.") and doc["Id"] == str(eid)
+        assert rec["EventId"] == str(eid) and rec["Severity"] == "OK" and rec["MessageArgs"] == []
+        assert "Unit4" in rec["OriginOfCondition"]["@odata.id"]
+        assert rec["EventTimestamp"].endswith("Z") and rec["Message"]
+    finally:
+        c.close()
+        sim(srv, "plug", "Unit4")
+
+
+def test_keep_alive(srv):
+    c = Client(srv)
+    try:
+        t0 = time.monotonic()
+        while not c.block().startswith(": keep-alive"):
+            assert time.monotonic() - t0 < 10
+    finally:
+        c.close()
+
+
+def test_resume_with_last_event_id(srv):
+    before = head_id(srv)
+    a = add(srv, "ResourceEvent.1.4.3.ResourceChanged", "/redfish/v1/Chassis/Unit1")
+    b = add(srv, "ResourceEvent.1.4.3.ResourceChanged", "/redfish/v1/Chassis/Unit2")
+    c = Client(srv, {**basic(), "Last-Event-ID": str(before)})
+    try:
+        events = c.events_until_idle()
+        ids = [eid for eid, _ in events]
+        assert ids[:2] == [a, b] and ids == sorted(ids)
+    finally:
+        c.close()
+    c = Client(srv, {**basic(), "Last-Event-ID": str(a)})
+    try:
+        assert c.event()[0] == b
+    finally:
+        c.close()
+
+
+@pytest.mark.parametrize("query, expect", [
+    ("$filter=RegistryPrefix eq TestReg", {"TestReg.1.0.0.A", "TestReg.1.0.0.B"}),
+    ("$filter=MessageId eq 'TestReg.1.0.0.A'", {"TestReg.1.0.0.A"}),
+    ("$filter=MessageId eq 'TestReg.A' or MessageId eq Other.1.0.C", {"TestReg.1.0.0.A", "Other.1.0.C"}),
+    ("$filter=OriginResource eq '/redfish/v1/Systems/Unit3'", {"TestReg.1.0.0.B"}),
+    ("$filter=(OriginResource eq '/redfish/v1/Chassis/Unit3') and SubordinateResources eq true",
+     {"TestReg.1.0.0.A", "Other.1.0.C"}),
+    ("$filter=ResourceType eq ComputerSystem", {"TestReg.1.0.0.B"}),
+    ("$filter=RegistryPrefix eq TestReg and not ResourceType eq ComputerSystem", {"TestReg.1.0.0.A"}),
+    ("$filter=EventFormatType eq MetricReport", set()),
+])
+def test_filters(srv, query, expect):
+    before = head_id(srv)
+    add(srv, "TestReg.1.0.0.A", "/redfish/v1/Chassis/Unit3")
+    add(srv, "TestReg.1.0.0.B", "/redfish/v1/Systems/Unit3")
+    add(srv, "Other.1.0.C", "/redfish/v1/Chassis/Unit3/Sensors/Temp")
+    c = Client(srv, {**basic(), "Last-Event-ID": str(before)}, query=query.replace(" ", "%20"))
+    try:
+        assert c.status == 200, c.body
+        got = set(message_ids(c.events_until_idle()))
+        assert got & {"TestReg.1.0.0.A", "TestReg.1.0.0.B", "Other.1.0.C"} == expect
+    finally:
+        c.close()
+
+
+@pytest.mark.parametrize("query", ["$filter=", "$filter=Bogus eq 1", "$filter=MessageId gt 3",
+                                   "$filter=(MessageId eq a", "$filter=MessageId eq 'a",
+                                   "$filter=EventFormatType eq Nonsense", "$top=3"])
+def test_bad_filter_is_400(srv, query):
+    c = Client(srv, query=query.replace(" ", "%20"))
+    assert c.status == 400
+    assert c.headers["content-type"].startswith("application/json")
+    assert c.body["error"]["@Message.ExtendedInfo"][0]["MessageId"].startswith("Base.1.")
+    c.close()
+
+
+@pytest.mark.parametrize("headers", [{}, basic(password="wrong-password"), {"X-Auth-Token": "nope"}])
+def test_unauthenticated_is_401(srv, headers):
+    c = Client(srv, headers)
+    assert c.status == 401 and c.body["error"]["code"].endswith("NoValidSession")
+    assert "www-authenticate" in c.headers
+    c.close()
+
+
+def test_other_refusals(srv):
+    c = Client(srv, {**basic(), "Accept": "application/json"})
+    assert c.status == 406 and c.body["error"]["code"].startswith("Base.1.")
+    c.close()
+    c = Client(srv, {**basic(), "Last-Event-ID": "abc"})
+    assert c.status == 400
+    c.close()
+    c = Client(srv, method="POST")
+    assert c.status == 405 and c.headers["allow"] == "GET"
+    c.close()
+    c = Client(srv, path="/redfish/v1/Systems")
+    assert c.status == 404 and c.body["error"]["code"].endswith("InvalidURI")
+    c.close()
+
+
+def test_buffer_exceeded_after_rotation(fresh_server):
+    server = fresh_server()
+    wait_sse_up(server)
+    st = store(server)
+    first = add(server, "TestReg.1.0.0.A", "/redfish/v1/Chassis/Unit1")
+    with st.tx() as t:  # as LOG_MAX + 10 add_log calls, in one transaction
+        for _ in range(LOG_MAX + 10):
+            t.execute("INSERT INTO log(unit, created, severity, message_id, args, message, origin) "
+                      "VALUES('', ?, 'OK', 'TestReg.1.0.0.B', '[]', 'x', '/redfish/v1/Chassis/Unit1')",
+                      (time.time(),))
+    last = add(server, "TestReg.1.0.0.A", "/redfish/v1/Chassis/Unit1")  # rotates the oldest out
+    oldest = st.conn().execute("SELECT MIN(id) FROM log").fetchone()[0]
+    assert oldest > first + 1
+    c = Client(server, {**basic(), "Last-Event-ID": str(first)})
+    try:
+        eid, doc = c.event()
+        assert doc["Events"][0]["MessageId"] == "Base.1.22.1.EventBufferExceeded"
+        assert eid == oldest - 1
+        assert c.event()[0] == oldest
+    finally:
+        c.close()
+    c = Client(server, {**basic(), "Last-Event-ID": str(last - 1)})  # still in the journal
+    try:
+        eid, doc = c.event()
+        assert eid == last and doc["Events"][0]["MessageId"] == "TestReg.1.0.0.A"
+    finally:
+        c.close()
+
+
+def test_slow_reader_is_dropped(fresh_server, monkeypatch):
+    """A client that stops reading is dropped once its send buffer stays full, instead of
+    the service buffering for it without limit."""
+    monkeypatch.setenv("RACKLET_SSE_SLOW_CLIENT_TIMEOUT", "1")
+    monkeypatch.setenv("RACKLET_SSE_MAX_STREAMS", "1")
+    server = fresh_server()
+    wait_sse_up(server)
+    ctx = ssl.create_default_context(cafile=server.ca)
+    raw = socket.socket()
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect: a small window
+    raw.settimeout(10)
+    raw.connect(("127.0.0.1", server.sse_port))
+    sock = ctx.wrap_socket(raw, server_hostname="127.0.0.1")
+    head = f"GET {sse.SSE_PATH} HTTP/1.1\r\nHost: x\r\nAuthorization: {basic()['Authorization']}\r\n\r\n"
+    sock.sendall(head.encode())
+    assert sock.recv(12) == b"HTTP/1.1 200"
+    st = store(server)
+    big = "x" * 60000
+    with st.tx() as t:  # ~30 MB of events: far more than the socket buffers hold
+        for _ in range(500):
+            t.execute("INSERT INTO log(unit, created, severity, message_id, args, message, origin) "
+                      "VALUES('', ?, 'OK', 'TestReg.1.0.0.A', '[]', ?, '/redfish/v1/Chassis/Unit1')",
+                      (time.time(), big))
+    # Not reading. With one stream allowed, a second is refused until the server has
+    # dropped us (bounded polling).
+    deadline = time.monotonic() + 20
+    while True:
+        other = Client(server)
+        other.close()
+        if other.status == 200:
+            break
+        assert other.status == 503
+        assert time.monotonic() < deadline, "the slow client was not dropped"
+        time.sleep(0.2)
+    got = 0
+    try:
+        while got < 40_000_000:
+            data = sock.recv(65536)
+            if not data:
+                break
+            got += len(data)
+    except (ConnectionError, ssl.SSLError, TimeoutError):
+        pass
+    assert got < 25_000_000
+    sock.close()
+
+
+# -- credentials that go away end the stream -----------------------------------------------
+
+def test_deleted_session_ends_stream(srv):
+    s = srv.anonymous()
+    r = s.post(srv.url + "/redfish/v1/SessionService/Sessions",
+               json={"UserName": "admin", "Password": ADMIN_PASSWORD})
+    assert r.status_code == 201
+    c = Client(srv, {"X-Auth-Token": r.headers["X-Auth-Token"]})
+    try:
+        assert c.status == 200
+        assert not c.closed(timeout=0.3)
+        assert srv.client().delete(srv.url + r.headers["Location"]).status_code in (200, 204)
+        assert c.closed(timeout=10)
+    finally:
+        c.close()
+
+
+def test_disabled_account_ends_stream(srv):
+    admin = srv.client()
+    r = admin.post(srv.url + "/redfish/v1/AccountService/Accounts",
+                   json={"UserName": "sseuser", "Password": "sse-password-long-enough-1", "RoleId": "ReadOnly"})
+    assert r.status_code == 201, r.text
+    uri = r.headers["Location"]
+    try:
+        c = Client(srv, basic("sseuser", "sse-password-long-enough-1"))
+        try:
+            assert c.status == 200
+            r = admin.patch(srv.url + uri, json={"Enabled": False})
+            assert r.status_code in (200, 204), r.text
+            assert c.closed(timeout=10)
+        finally:
+            c.close()
+    finally:
+        admin.delete(srv.url + uri)
+
+
+# -- the cap, and normal requests while 100 streams are open ----------------------------------
+
+def test_cap_and_api_unaffected_by_100_streams(srv):
+    with ThreadPoolExecutor(16) as pool:
+        streams = list(pool.map(lambda _: Client(srv), range(sse.MAX_STREAMS)))
+    try:
+        assert all(c.status == 200 for c in streams)
+        extra = Client(srv)
+        assert extra.status == 503 and "retry-after" in extra.headers
+        extra.close()
+        # The API answers while every stream is held (gunicorn's threads are not involved).
+        api = srv.client()
+        t0 = time.monotonic()
+        for _ in range(40):
+            assert api.get(srv.url + "/redfish/v1/Chassis", timeout=10).status_code == 200
+        assert time.monotonic() - t0 < 20
+        # And the streams still get events.
+        eid = add(srv, "TestReg.1.0.0.A", "/redfish/v1/Chassis/Unit1")
+        for c in (streams[0], streams[-1]):
+            while True:
+                got, _ = c.event()
+                if got == eid:
+                    break
+    finally:
+        for c in streams:
+            c.close()
+    # The slots come back once the clients have gone.
+    deadline = time.monotonic() + 10
+    while True:
+        c = Client(srv)
+        c.close()
+        if c.status == 200:
+            break
+        assert time.monotonic() < deadline, "stream slots not released"
+        time.sleep(0.1)
+
+
+def test_uri():
+    assert sse.uri("127.0.0.1", 8444) == "https://127.0.0.1:8444/redfish/v1/EventService/SSE"
+    assert sse.uri("::1", 8444) == "https://[::1]:8444/redfish/v1/EventService/SSE"
+    assert sse.resource_type("/redfish/v1/Chassis/Unit1/Sensors/Temp") == "Sensor"
