@@ -40,13 +40,12 @@ import json
 import os
 import re
 import time
-from datetime import datetime, timezone
-
+from .agent.delivery import EVENT_TYPE, event_payload, iso
 from .messages import BASE_MESSAGES, BASE_REGISTRY
 
 SSE_PATH = "/redfish/v1/EventService/SSE"
 MAX_STREAMS = int(os.environ.get("RACKLET_SSE_MAX_STREAMS", "100"))  # concurrent streams (then 503)
-EVENT_TYPE = "#Event.v1_7_0.Event"
+# EVENT_TYPE and iso: the same as the push subscribers' events (agent/delivery.py)
 
 
 def uri(host: str, port: int) -> str:
@@ -63,26 +62,10 @@ def default_port(api_port: int) -> int:
 
 # -- events ---------------------------------------------------------------------------
 
-def iso(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
 def event_doc(row: dict) -> dict:
-    """One journal row as an Event with one EventRecord (as pushed to subscribers)."""
-    record = {
-        "MemberId": "0",
-        "EventType": "Other",
-        "EventId": str(row["id"]),
-        "EventTimestamp": iso(row["created"]),
-        "Severity": row["severity"],
-        "MessageSeverity": row["severity"],
-        "Message": row["message"],
-        "MessageId": row["message_id"],
-        "MessageArgs": list(row["args"]),
-    }
-    if row["origin"]:
-        record["OriginOfCondition"] = {"@odata.id": row["origin"]}
-    return {"@odata.type": EVENT_TYPE, "Id": str(row["id"]), "Name": "Event", "Events": [record]}
+    """One journal row as an Event with one EventRecord: exactly what is pushed to
+    subscribers (agent/delivery.py), without a subscription's Context."""
+    return event_payload(row, None)
 
 
 def buffer_exceeded_doc(event_id: int) -> dict:
