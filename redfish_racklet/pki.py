@@ -114,6 +114,27 @@ def _make_ca(state_dir: str, common_name: str, cert_file: str, key_file: str, ce
     return key, cert
 
 
+def _leaf_builder(common_name: str, key, ca_key, ca_cert: x509.Certificate, days: int, usage) -> x509.CertificateBuilder:
+    """What the HTTPS certificate and a client certificate share: O=Racklet and the CN,
+    signed by ``ca_cert``, not a CA, digital signature only, one extended key usage."""
+    now = dt.datetime.now(dt.timezone.utc)
+    return (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Racklet"),
+                                     x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
+            .issuer_name(ca_cert.subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=days))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.KeyUsage(digital_signature=True, key_encipherment=False,
+                                         content_commitment=False, data_encipherment=False,
+                                         key_agreement=False, key_cert_sign=False, crl_sign=False,
+                                         encipher_only=False, decipher_only=False), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+                           critical=False))
+
+
 def make_server_cert(state_dir: str, ca_key, ca_cert: x509.Certificate,
                      extra_names: list[str] = ()) -> None:
     key = ec.generate_private_key(ec.SECP256R1())
@@ -121,23 +142,8 @@ def make_server_cert(state_dir: str, ca_key, ca_cert: x509.Certificate,
     dns = sorted({"localhost", host, *[n for n in extra_names if not _is_ip(n)]})
     ips = sorted({"127.0.0.1", "::1", *[n for n in extra_names if _is_ip(n)]})
     sans = [x509.DNSName(d) for d in dns] + [x509.IPAddress(ipaddress.ip_address(i)) for i in ips]
-    now = dt.datetime.now(dt.timezone.utc)
-    cert = (x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Racklet"),
-                                     x509.NameAttribute(NameOID.COMMON_NAME, host)]))
-            .issuer_name(ca_cert.subject).public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=SERVER_DAYS))
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.KeyUsage(digital_signature=True, key_encipherment=False,
-                                         content_commitment=False, data_encipherment=False,
-                                         key_agreement=False, key_cert_sign=False, crl_sign=False,
-                                         encipher_only=False, decipher_only=False), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+    cert = (_leaf_builder(host, key, ca_key, ca_cert, SERVER_DAYS, ExtendedKeyUsageOID.SERVER_AUTH)
             .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
-                           critical=False)
             .sign(ca_key, hashes.SHA256()))
     # Key first, then certificate: a worker that sees the new key with the old
     # certificate refuses the pair and keeps its current context (server.TLSContexts).
@@ -228,23 +234,8 @@ def issue_client_cert(state_dir: str, name: str, days: int = CLIENT_DAYS,
     ca_key = _load_key(os.path.join(state_dir, CLIENT_CA_KEY))
     ca_cert = load_cert(os.path.join(state_dir, CLIENT_CA_CERT))
     key = ec.generate_private_key(ec.SECP256R1())
-    now = dt.datetime.now(dt.timezone.utc)
-    builder = (x509.CertificateBuilder()
-               .subject_name(x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Racklet"),
-                                        x509.NameAttribute(NameOID.COMMON_NAME, name)]))
-               .issuer_name(ca_cert.subject).public_key(key.public_key())
-               .serial_number(x509.random_serial_number())
-               .not_valid_before(now - dt.timedelta(minutes=5))
-               .not_valid_after(now + dt.timedelta(days=days))
-               .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-               .add_extension(x509.KeyUsage(digital_signature=True, key_encipherment=False,
-                                            content_commitment=False, data_encipherment=False,
-                                            key_agreement=False, key_cert_sign=False, crl_sign=False,
-                                            encipher_only=False, decipher_only=False), critical=True)
-               .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-               .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-               .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
-                              critical=False))
+    builder = (_leaf_builder(name, key, ca_key, ca_cert, days, ExtendedKeyUsageOID.CLIENT_AUTH)
+               .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False))
     if upn_domain and upn_simple(name):
         builder = builder.add_extension(x509.SubjectAlternativeName(
             [x509.OtherName(UPN_OID, _der_utf8(f"{name}@{upn_domain}"))]), critical=False)

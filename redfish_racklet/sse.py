@@ -41,6 +41,7 @@ import os
 import re
 import time
 from .agent.delivery import EVENT_TYPE, event_payload, iso
+from .agent.events import resource_type
 from .messages import BASE_MESSAGES, BASE_REGISTRY
 
 SSE_PATH = "/redfish/v1/EventService/SSE"
@@ -78,39 +79,6 @@ def buffer_exceeded_doc(event_id: int) -> dict:
 
 def sse_bytes(event_id: int, doc: dict) -> bytes:
     return f"id: {event_id}\ndata: {json.dumps(doc, separators=(',', ':'))}\n\n".encode()
-
-
-# -- resource types of origins ------------------------------------------------------------
-
-# A member of collection NAME (or the singleton NAME) is of this type.
-_TYPES = {
-    "Chassis": "Chassis", "Systems": "ComputerSystem", "Managers": "Manager",
-    "Accounts": "ManagerAccount", "Roles": "Role", "Sessions": "Session",
-    "Sensors": "Sensor", "PowerSupplies": "PowerSupply", "Fans": "Fan",
-    "LogServices": "LogService", "Entries": "LogEntry", "Certificates": "Certificate",
-    "EthernetInterfaces": "EthernetInterface", "Processors": "Processor", "Memory": "Memory",
-    "Subscriptions": "EventDestination", "Tasks": "Task", "PowerDistribution": "PowerDistribution",
-    "Outlets": "Outlet", "Power": "Power", "Thermal": "Thermal", "PowerSubsystem": "PowerSubsystem",
-    "ThermalSubsystem": "ThermalSubsystem", "NetworkProtocol": "ManagerNetworkProtocol",
-    "AccountService": "AccountService", "SessionService": "SessionService",
-    "EventService": "EventService", "CertificateService": "CertificateService",
-    "UpdateService": "UpdateService", "TaskService": "TaskService",
-}
-_SINGLETONS = {"Power", "Thermal", "PowerSubsystem", "ThermalSubsystem", "NetworkProtocol",
-               "AccountService", "SessionService", "EventService", "CertificateService",
-               "UpdateService", "TaskService"}
-
-
-def resource_type(origin: str) -> str | None:
-    parts = [p for p in origin.split("#")[0].split("/") if p][2:]  # after redfish, v1
-    if not parts:
-        return "ServiceRoot" if origin.rstrip("/") == "/redfish/v1" else None
-    last = parts[-1]
-    if last in _SINGLETONS:
-        return _TYPES[last]
-    if len(parts) >= 2:
-        return _TYPES.get(parts[-2])
-    return None
 
 
 # -- $filter ------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """Every route's privileges are the DMTF privilege registry's, and the live service enforces them.
 
-- the generated ``privileges.py`` is what ``tools/gen_privileges.py`` makes of the registry;
+- the generated ``privilege_registry.py`` is what ``tools/gen_privileges.py`` makes of the registry;
 - every rule × method of ``create_app(...).url_map`` declares the registry's privileges for
   its entity (an action: its resource's POST), computed here from the registry JSON itself
   with the SubordinateOverrides of the resource types above it (read off the URL rules),
@@ -89,8 +89,8 @@ def test_privileges_module_is_what_the_generator_makes():
     gen = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(gen)
     text = gen.generate(json.loads(path.read_text()), path.name)
-    assert (ROOT / "redfish_racklet" / "privileges.py").read_text() == text, \
-        "privileges.py is stale or edited by hand: run `python tools/gen_privileges.py`"
+    assert (ROOT / "redfish_racklet" / "privilege_registry.py").read_text() == text, \
+        "privilege_registry.py is stale or edited by hand: run `python tools/gen_privileges.py`"
 
 
 def test_the_tables_are_the_registrys():

@@ -13,6 +13,7 @@ from datetime import datetime
 import pytest
 
 from redfish_racklet import sse
+from redfish_racklet.agent.events import resource_type
 from redfish_racklet.store import LOG_MAX, Store
 
 from .conftest import ADMIN_PASSWORD, sim, start_server
@@ -408,4 +409,4 @@ def test_cap_and_api_unaffected_by_100_streams(srv):
 def test_uri():
     assert sse.uri("127.0.0.1", 8444) == "https://127.0.0.1:8444/redfish/v1/EventService/SSE"
     assert sse.uri("::1", 8444) == "https://[::1]:8444/redfish/v1/EventService/SSE"
-    assert sse.resource_type("/redfish/v1/Chassis/Unit1/Sensors/Temp") == "Sensor"
+    assert resource_type("/redfish/v1/Chassis/Unit1/Sensors/Temp") == "Sensor"

@@ -1,15 +1,15 @@
 #!/usr/bin/env python3
-"""Generate ``redfish_racklet/privileges.py`` from the DMTF privilege registry.
+"""Generate ``redfish_racklet/privilege_registry.py`` from the DMTF privilege registry.
 
     python tools/gen_privileges.py                 # write the module
     python tools/gen_privileges.py --check         # exit 1 if the module is not up to date
     python tools/gen_privileges.py REGISTRY.json -o OUT.py
 
 The registry's tables (OperationMap, SubordinateOverrides, PropertyOverrides) are
-copied as data; the helpers routes declare with, and the EXCEPTIONS table (where the
-service deliberately differs from the registry, each with its reason), live here and
-are written out verbatim. The output depends on the registry and this file only (no
-time stamp, fixed order), so tests/test_privileges.py regenerates it and compares.
+copied as data, nothing else: the helpers routes declare with and the EXCEPTIONS table
+are hand-written in ``redfish_racklet/privileges.py``. The output depends on the
+registry and this file only (no time stamp, fixed order), so tests/test_privileges.py
+regenerates it and compares.
 """
 
 from __future__ import annotations
@@ -21,111 +21,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_REGISTRY = ROOT.parent / "shared" / "redfish" / "registries" / "Redfish_1.8.0_PrivilegeRegistry.json"
-DEFAULT_OUTPUT = ROOT / "redfish_racklet" / "privileges.py"
+DEFAULT_OUTPUT = ROOT / "redfish_racklet" / "privilege_registry.py"
 METHODS = ("GET", "HEAD", "PATCH", "PUT", "POST", "DELETE")
 NO_AUTH = "NoAuth"  # the registry's pseudo-privilege of a public operation (ServiceRoot GET)
 
-# Where the service differs from the registry: (URL rule, method) -> (privileges, reason).
-# Routes that are no registry entity at all (the Redfish version resource, OData
-# documents, schema files) are here too, so every public route has a written reason.
-EXCEPTIONS = {
-    ("/redfish", "GET"): (
-        None,
-        "The Redfish version resource is no registry entity; DSP0266 (Authentication requirements) "
-        "serves it without authentication."),
-    ("/redfish/v1/odata", "GET"): (
-        None,
-        "The OData service document is no registry entity; DSP0266 (Authentication requirements) "
-        "serves it without authentication."),
-    ("/redfish/v1/$metadata", "GET"): (
-        None,
-        "The OData metadata document is no registry entity; DSP0266 (Authentication requirements) "
-        "serves it without authentication."),
-    ("/redfish/v1/Schemas/<name>", "GET"): (
-        None,
-        "The OEM schema files are no registry entity (JsonSchemaFile is /redfish/v1/JsonSchemas/..., "
-        "which needs Login). The public $metadata references Racklet_v1.xml, so a client resolves it "
-        "before it logs in; the files are the published schema, nothing secret."),
-    ("/redfish/v1/SessionService/Sessions", "POST"): (
-        None,
-        "Registry: SessionCollection POST needs Login. DSP0266 (Session login): creating a session is "
-        "how a client authenticates, so it cannot need one; the UserName and Password of the body are "
-        "the check."),
-    ("/redfish/v1/SessionService/Sessions/Members", "POST"): (
-        None,
-        "The same login as a POST to the Sessions collection (DSP0266: a POST to a collection's "
-        "Members URI creates like a POST to the collection)."),
-    ("/redfish/v1/AccountService/Accounts/<account_id>", "HEAD"): (
-        [["ConfigureManager"], ["ConfigureUsers"], ["ConfigureSelf"]],
-        "Registry: ManagerAccount HEAD needs Login, GET ConfigureManager, ConfigureUsers or "
-        "ConfigureSelf. The service checks HEAD with GET's privileges everywhere (HEAD is a GET "
-        "without its body) and the handler's own-account check applies to both, so HEAD reveals no "
-        "more than GET. Every role holds ConfigureSelf: the same roles pass the gate."),
-}
-
-HELPERS = '''
-class Deviation(NamedTuple):
-    """A route that deliberately differs from the registry (or is no registry entity)."""
-
-    privileges: Privileges | None
-    reason: str
-
-
-def declare(entity: str, *methods: str, under: tuple[str, ...] | None = None,
-            properties: tuple[str, ...] = ()) -> dict[str, Privileges | None]:
-    """A route's ``privileges`` declaration: the registry's privileges of ``methods`` on a
-    resource of type ``entity``.
-
-    ``under``: the resource types above it, outermost first, its parent last (e.g.
-    ``("Manager", "EthernetInterfaceCollection")``); a SubordinateOverride applies when its
-    Targets are the tail of ``under`` (the longest such wins). It is required when an
-    override would change a declared method, so a sub-resource cannot silently get the
-    top-level privileges.
-
-    ``properties``: PropertyOverrides the handler enforces itself (e.g. ``("Password",)`` on
-    ManagerAccount): the route's gate is then the weakest of the resource's privileges and
-    those properties' (any one suffices); the handler must check each property asked for
-    with ``property_privileges``.
-    """
-    return {m: required(entity, m, under, properties) for m in methods}
-
-
-def required(entity: str, method: str, under: tuple[str, ...] | None = None,
-             properties: tuple[str, ...] = ()) -> Privileges | None:
-    """The privileges of one method (see ``declare``); a fresh list, or None (public)."""
-    needed = PRIVILEGES[entity][method]
-    overrides = [(targets, opmap) for targets, opmap in SUBORDINATE_OVERRIDES.get(entity, ())
-                 if method in opmap]
-    if under is None:
-        changing = [targets for targets, opmap in overrides if opmap[method] != needed]
-        if changing:
-            raise ValueError(f"{entity} {method}: say which resources it is under (overrides for {changing})")
-    else:
-        tails = [(len(t), opmap) for t, opmap in overrides if tuple(under[-len(t):]) == t]
-        if tails:
-            needed = max(tails, key=lambda x: x[0])[1][method]
-    if needed is None:
-        return None
-    alternatives = [list(a) for a in needed]
-    for prop in properties:
-        for a in PROPERTY_OVERRIDES[entity][prop].get(method, ()):  # KeyError: no such override
-            if list(a) not in alternatives:
-                alternatives.append(list(a))
-    return alternatives
-
-
-def property_privileges(entity: str, method: str, prop: str) -> Privileges | None:
-    """What changing one property needs: its PropertyOverride, else the resource's."""
-    override = PROPERTY_OVERRIDES.get(entity, {}).get(prop, {}).get(method)
-    needed = override if override is not None else PRIVILEGES[entity][method]
-    return None if needed is None else [list(a) for a in needed]
-
-
-def exception(route: str, method: str) -> Privileges | None:
-    """The privileges of a listed deviation (``EXCEPTIONS``), for a route's declaration."""
-    priv = EXCEPTIONS[(route, method)].privileges
-    return None if priv is None else [list(a) for a in priv]
-'''
 
 
 def fmt(value) -> str:
@@ -177,28 +76,19 @@ def tables(registry: dict) -> tuple[dict, dict, dict]:
 def generate(registry: dict, source: str) -> str:
     privileges, subordinate, properties = tables(registry)
     out = [
-        '"""Redfish privileges: the DMTF privilege registry as data, and how routes declare theirs.',
+        '"""The DMTF privilege registry as data (see ``privileges`` for how routes use it).',
         "",
         f"GENERATED by tools/gen_privileges.py from the DMTF registry {source}",
         f"(../shared/redfish/registries/; Id {registry['Id']}, {registry['@odata.type']}).",
-        "Do not edit by hand: change the generator (its EXCEPTIONS and helpers) or the registry",
-        "and run `python tools/gen_privileges.py`;",
-        "tests/test_privileges.py fails when this file is not what the generator makes.",
-        "",
-        "A privilege set (``Privileges``) is the app's format: alternatives, each a list of",
-        "privilege names that must all be held (``[[\"Login\"]]``; ``[[\"ConfigureManager\"],",
-        "[\"ConfigureSelf\"]]`` is either). ``None`` is a public method: the registry's ``NoAuth``.",
+        "Do not edit by hand: run `python tools/gen_privileges.py`; tests/test_privileges.py",
+        "fails when this file is not what the generator makes.",
         "",
         "- ``PRIVILEGES[entity][method]``: the OperationMap of every registry entity;",
         "- ``SUBORDINATE_OVERRIDES[entity]``: (Targets, OperationMap) pairs, for a resource under those types;",
-        "- ``PROPERTY_OVERRIDES[entity][property][method]``, e.g. ManagerAccount's Password;",
-        "- ``EXCEPTIONS[(route, method)]``: where the service differs, with the reason;",
-        "- ``declare(entity, *methods, under=..., properties=...)``: a route's ``privileges``.",
+        "- ``PROPERTY_OVERRIDES[entity][property][method]``, e.g. ManagerAccount's Password.",
         '"""',
         "",
         "from __future__ import annotations",
-        "",
-        "from typing import NamedTuple",
         "",
         "Privileges = list  # list[list[str]]: any one AND-list suffices",
         "",
@@ -225,22 +115,6 @@ def generate(registry: dict, source: str) -> str:
         for prop, opmap in props.items():
             out.append(f"        {fmt(prop)}: {fmt(opmap)},")
         out.append("    },")
-    out += ["}", "", "", HELPERS.strip("\n"), "", "",
-            "# Where the service differs from the registry, or serves what is no registry entity.",
-            "EXCEPTIONS: dict[tuple[str, str], Deviation] = {"]
-    for (route, method), (priv, reason) in EXCEPTIONS.items():
-        out.append(f"    ({fmt(route)}, {fmt(method)}): Deviation(")
-        out.append(f"        {fmt(priv)},")
-        words, line, lines = reason.split(), "", []
-        for w in words:  # wrap the reason at ~90 columns, as implicit string concatenation
-            if line and len(line) + len(w) + 1 > 88:
-                lines.append(line + " ")
-                line = w
-            else:
-                line = f"{line} {w}" if line else w
-        lines.append(line)
-        out += [f"        {json.dumps(s)}" for s in lines[:-1]]
-        out.append(f"        {json.dumps(lines[-1])}),")
     out += ["}", ""]
     return "\n".join(out)
 

@@ -8,7 +8,7 @@ network: it only starts and stops the supervisor.
 A worker follows the journal (the store's ``log`` table) from its subscription's
 ``cursor`` (persisted: delivery resumes after a restart; a new subscription starts at
 the journal's end), reading at most ``PAGE`` entries at a time. Each entry that passes
-the filters (RegistryPrefixes, ResourceTypes from ``RESOURCE_TYPES``, OriginResources)
+the filters (RegistryPrefixes, ResourceTypes by ``events.resource_type``, OriginResources)
 is POSTed as an ``Event`` with one EventRecord, over HTTPS with ``TIMEOUT`` seconds per
 socket operation, verifying the destination against the system trust store plus
 ``STATE_DIR/event-trust.pem`` when present. A failed POST is retried
@@ -24,13 +24,13 @@ import datetime as dt
 import json
 import logging
 import os
-import re
 import ssl
 import threading
 import urllib.error
 import urllib.request
 
 from ..store import Store
+from .events import resource_type
 
 log = logging.getLogger("racklet.delivery")
 
@@ -43,28 +43,6 @@ TRUST_FILE = "event-trust.pem"
 DEFAULT_RETRY_ATTEMPTS = 3
 DEFAULT_RETRY_INTERVAL = 30
 EVENT_TYPE = "#Event.v1_13_0.Event"
-
-# The resource type of an OriginOfCondition URI (the journal's origins), first match wins.
-RESOURCE_TYPES = [
-    (re.compile(r"/redfish/v1/Chassis/[^/]+/Sensors/[^/]+"), "Sensor"),
-    (re.compile(r"/redfish/v1/(Systems|Managers)/[^/]+/LogServices/[^/]+"), "LogService"),
-    (re.compile(r"/redfish/v1/Systems/[^/]+"), "ComputerSystem"),
-    (re.compile(r"/redfish/v1/Chassis/[^/]+"), "Chassis"),
-    (re.compile(r"/redfish/v1/Managers/[^/]+"), "Manager"),
-    (re.compile(r"/redfish/v1/AccountService/Accounts/[^/]+"), "ManagerAccount"),
-    (re.compile(r"/redfish/v1/AccountService"), "AccountService"),
-    (re.compile(r"/redfish/v1/PowerEquipment/ElectricalBuses/[^/]+/Outlets/[^/]+"), "Outlet"),
-    (re.compile(r"/redfish/v1/EventService"), "EventService"),
-]
-RESOURCE_TYPE_NAMES = sorted({t for _, t in RESOURCE_TYPES})
-
-
-def resource_type(origin: str) -> str | None:
-    for pattern, name in RESOURCE_TYPES:
-        if pattern.fullmatch(origin):
-            return name
-    return None
-
 
 def retry_settings(store: Store) -> tuple[int, int]:
     return (int(store.get_meta("event_retry_attempts", str(DEFAULT_RETRY_ATTEMPTS))),

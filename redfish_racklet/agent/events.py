@@ -64,3 +64,39 @@ class Log:
         severity, text = MESSAGES[(registry, key)]
         self.store.add_log(unit, severity, f"{registry}.{key}", [str(a) for a in args],
                            format_message(text, args), origin, self.wall())
+
+
+# -- the resource type of an OriginOfCondition (what ResourceTypes filters match) --------
+
+# A member of collection NAME, or the singleton NAME below its parent, is of this type.
+_COLLECTIONS = {
+    "Chassis": "Chassis", "Systems": "ComputerSystem", "Managers": "Manager",
+    "Accounts": "ManagerAccount", "Roles": "Role", "Sessions": "Session",
+    "Sensors": "Sensor", "PowerSupplies": "PowerSupply", "Fans": "Fan",
+    "LogServices": "LogService", "Entries": "LogEntry", "Certificates": "Certificate",
+    "EthernetInterfaces": "EthernetInterface", "Processors": "Processor", "Memory": "Memory",
+    "Subscriptions": "EventDestination", "Tasks": "Task", "ElectricalBuses": "PowerDistribution",
+    "Outlets": "Outlet",
+}
+_SINGLETONS = {
+    "Power": "Power", "Thermal": "Thermal", "PowerSubsystem": "PowerSubsystem",
+    "ThermalSubsystem": "ThermalSubsystem", "NetworkProtocol": "ManagerNetworkProtocol",
+    "EnvironmentMetrics": "EnvironmentMetrics", "AccountService": "AccountService",
+    "SessionService": "SessionService", "EventService": "EventService",
+    "CertificateService": "CertificateService", "UpdateService": "UpdateService",
+    "TaskService": "TaskService", "PowerEquipment": "PowerEquipment",
+}
+# The types the journal's origins have (the EventService's ResourceTypes).
+JOURNAL_RESOURCE_TYPES = ("AccountService", "Chassis", "ComputerSystem", "EventService", "LogService",
+                          "Manager", "ManagerAccount", "Outlet", "Sensor")
+
+
+def resource_type(origin: str) -> str | None:
+    """The Redfish type of the resource at a URI: a collection's member first (so the
+    Sensor ``…/Sensors/Power`` is a Sensor), then a singleton (``…/Rack/Power``)."""
+    parts = [p for p in origin.split("#")[0].split("/") if p][2:]  # after redfish, v1
+    if not parts:
+        return "ServiceRoot" if origin.rstrip("/") == "/redfish/v1" else None
+    if len(parts) >= 2 and parts[-2] in _COLLECTIONS:
+        return _COLLECTIONS[parts[-2]]
+    return _SINGLETONS.get(parts[-1])

@@ -69,7 +69,7 @@ def service_doc() -> dict:
         "DeliveryRetryIntervalSeconds": interval,
         "EventFormatTypes": ["Event"],
         "RegistryPrefixes": REGISTRY_PREFIXES,
-        "ResourceTypes": delivery.RESOURCE_TYPE_NAMES,
+        "ResourceTypes": list(events.JOURNAL_RESOURCE_TYPES),
         "SubordinateResourcesSupported": False,
         "Subscriptions": {"@odata.id": SUBSCRIPTIONS},
         "Actions": {f"#{SUBMIT}": {"target": f"{SERVICE}/Actions/{SUBMIT}"}},
@@ -180,7 +180,7 @@ def create_settings(body: dict) -> dict:
         elif key == "RegistryPrefixes":
             out["registry_prefixes"] = _string_list(value, REGISTRY_PREFIXES, key, errors)
         elif key == "ResourceTypes":
-            out["resource_types"] = _string_list(value, delivery.RESOURCE_TYPE_NAMES, key, errors)
+            out["resource_types"] = _string_list(value, list(events.JOURNAL_RESOURCE_TYPES), key, errors)
         elif key == "OriginResources":
             if not isinstance(value, list) or len(value) > 64 or not all(
                     isinstance(o, dict) and set(o) == {"@odata.id"} and isinstance(o["@odata.id"], str)
