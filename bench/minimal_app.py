@@ -4,9 +4,8 @@ run under exactly the gunicorn and TLS options that ``redfish-racklet serve`` us
 import os
 
 from flask import Flask, Response
-from gunicorn.app.base import BaseApplication
 
-from redfish_racklet.server import gunicorn_options
+import service_options  # bench/service_options.py: serve's gunicorn and TLS options
 
 BODY = open(os.environ["BENCH_BODY"], "rb").read()
 HEADERS = {"OData-Version": "4.0"}
@@ -26,16 +25,5 @@ def create():
     return app
 
 
-class Minimal(BaseApplication):
-    def load_config(self):
-        opts = gunicorn_options(os.environ["BENCH_STATE"], "127.0.0.1", int(os.environ["BENCH_PORT"]),
-                                int(os.environ["BENCH_WORKERS"]))
-        for k, v in opts.items():
-            self.cfg.set(k, v)
-
-    def load(self):
-        return create()
-
-
 if __name__ == "__main__":
-    Minimal().run()
+    service_options.run(create)

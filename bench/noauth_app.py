@@ -6,10 +6,9 @@ A bench-only program: the service itself has no switch that turns authentication
 
 import os
 
-from gunicorn.app.base import BaseApplication
 
 from redfish_racklet.app import create_app
-from redfish_racklet.server import gunicorn_options
+import service_options  # bench/service_options.py: serve's gunicorn and TLS options
 
 URI = "/redfish/v1/Systems/Unit1"
 
@@ -21,16 +20,5 @@ def create():
     return app
 
 
-class NoAuth(BaseApplication):
-    def load_config(self):
-        opts = gunicorn_options(os.environ["BENCH_STATE"], "127.0.0.1", int(os.environ["BENCH_PORT"]),
-                                int(os.environ["BENCH_WORKERS"]))
-        for k, v in opts.items():
-            self.cfg.set(k, v)
-
-    def load(self):
-        return create()
-
-
 if __name__ == "__main__":
-    NoAuth().run()
+    service_options.run(create)
