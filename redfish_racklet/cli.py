@@ -215,6 +215,83 @@ def _cert(args) -> int:
     return 0
 
 
+BUNDLE_KEY = "signing-key.pem"
+BUNDLE_PUBLIC_KEY = "signing-key.pub.pem"
+
+
+def _bundle_keygen(args) -> int:
+    """Write a new signing key pair; never over an existing key (it may sign released bundles)."""
+    from . import bundle
+
+    private_path = os.path.join(args.out, BUNDLE_KEY)
+    public_path = os.path.join(args.out, BUNDLE_PUBLIC_KEY)
+    for path in (private_path, public_path):
+        if os.path.lexists(path):
+            print(f"redfish-racklet bundle keygen: {path} exists; not overwriting a signing key", file=sys.stderr)
+            return 1
+    private_pem, public_pem = bundle.generate_key()
+    os.makedirs(args.out, mode=0o700, exist_ok=True)
+    fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(private_pem)
+    with open(public_path, "xb") as f:
+        f.write(public_pem)
+    kid = bundle.key_id(bundle.load_public_key(public_pem))
+    print(f"redfish-racklet: signing key {kid}: {private_path} (keep it secret), public key {public_path}")
+    return 0
+
+
+def _bundle_create(args) -> int:
+    from . import bundle
+
+    m = bundle.create(args.payload, args.out, component=args.component, compatible=args.compatible,
+                      version=args.bundle_version, security_version=args.security_version)
+    print(f"redfish-racklet: wrote unsigned bundle {args.out} ({m.component} {m.version}, {m.size} bytes, "
+          f"sha256 {m.sha256}); sign it with `redfish-racklet bundle sign`")
+    return 0
+
+
+def _bundle_sign(args) -> int:
+    from . import bundle
+
+    with open(args.key, "rb") as f:
+        private_pem = f.read()
+    m = bundle.sign(args.bundle, private_pem)
+    print(f"redfish-racklet: signed {args.bundle} ({m.component} {m.version}) with key {m.key_id}")
+    return 0
+
+
+def _bundle_verify(args) -> int:
+    import json
+
+    from . import bundle
+
+    trusted = {}
+    for path in args.key:
+        with open(path, "rb") as f:
+            key = bundle.load_public_key(f.read())
+        trusted[bundle.key_id(key)] = key
+    manifest = bundle.verify_file(args.bundle, trusted, bundle.SIZE_MAX)
+    print(json.dumps(manifest.to_dict(), indent=2))
+    return 0
+
+
+def _bundle(args) -> int:
+    """``bundle keygen|create|sign|verify`` (see bundle.py); a refused bundle exits 1 with its reason."""
+    from .bundle import BundleError
+
+    run = {"keygen": _bundle_keygen, "create": _bundle_create, "sign": _bundle_sign,
+           "verify": _bundle_verify}[args.op]
+    try:
+        return run(args)
+    except BundleError as e:
+        print(f"redfish-racklet: {e.reason}: {e.message}", file=sys.stderr)
+    except OSError as e:
+        print(f"redfish-racklet: {e.filename or ''}: {e.strerror or e}", file=sys.stderr)
+    return 1
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="redfish-racklet",
@@ -265,6 +342,29 @@ def parser() -> argparse.ArgumentParser:
     state(sp)
     sp.add_argument("--yes", action="store_true", help="do not ask for confirmation")
 
+    sp = sub.add_parser("bundle", help="signed update bundles: make a signing key, create, sign, verify")
+    bundle_ops = sp.add_subparsers(dest="op", required=True, metavar="OP")
+    op = bundle_ops.add_parser("keygen", help=f"write a new Ed25519 signing key: DIR/{BUNDLE_KEY} and "
+                                             f"DIR/{BUNDLE_PUBLIC_KEY}")
+    op.add_argument("--out", required=True, metavar="DIR", help="where to write the key pair")
+    op = bundle_ops.add_parser("create", help="write an unsigned bundle of a payload file")
+    op.add_argument("payload", metavar="PAYLOAD", help="the firmware image")
+    op.add_argument("--out", required=True, metavar="BUNDLE", help="the bundle file to write")
+    op.add_argument("--component", required=True, help="rmc, bmc or boot")
+    op.add_argument("--compatible", required=True, action="append", metavar="HARDWARE_ID",
+                    help="hardware id the payload runs on, e.g. racklet-sim (repeat for several)")
+    op.add_argument("--version", required=True, dest="bundle_version", metavar="VERSION",
+                    help="the payload's version, e.g. 1.2.0")
+    op.add_argument("--security-version", required=True, type=int, metavar="N",
+                    help="the rack refuses bundles below its floor (rollback protection)")
+    op = bundle_ops.add_parser("sign", help="sign a bundle in place (replaces an earlier signature)")
+    op.add_argument("bundle", metavar="BUNDLE")
+    op.add_argument("--key", required=True, metavar="FILE", help=f"the private key ({BUNDLE_KEY})")
+    op = bundle_ops.add_parser("verify", help="check a bundle's signature and payload; print its manifest")
+    op.add_argument("bundle", metavar="BUNDLE")
+    op.add_argument("--key", required=True, action="append", metavar="FILE",
+                    help=f"a trusted public key ({BUNDLE_PUBLIC_KEY}); repeat for several")
+
     sp = sub.add_parser("agent", help="run only the rack agent (serve starts it for you)")
     state(sp)
     sp.add_argument("--manifest", metavar="FILE")
@@ -293,4 +393,6 @@ def main(argv: list[str] | None = None) -> int:
                   file=sys.stderr)
             return 2
         return _cert(args)
+    if args.command == "bundle":
+        return _bundle(args)
     return _agent(args)

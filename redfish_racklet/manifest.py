@@ -50,6 +50,8 @@ class UnitSpec:
     storage: dict = field(default_factory=dict)
     gpio: dict = field(default_factory=dict)
     sensors: dict = field(default_factory=dict)
+    hardware_id: str = ""     # for firmware bundles' "compatible"; "" = the rack's
+    firmware: dict = field(default_factory=dict)   # component -> slot directory
 
     def info(self) -> dict:
         """Static facts the API shows; the agent copies them into the store (and may
@@ -81,6 +83,15 @@ class Manifest:
     gpio_chip: str = ""
     smbus: int = 1
     fan: dict = field(default_factory=dict)
+    rack_hardware_id: str = ""
+    update_trial_seconds: float = 120.0
+    firmware: dict = field(default_factory=dict)   # {"rmc": slot directory}
+
+    def hardware_id(self, target: str) -> str:
+        """The hardware id a firmware bundle must be compatible with to go to ``target``."""
+        default = self.rack_hardware_id or ("racklet-sim" if self.driver == "sim" else "raspberrypi")
+        spec = next((u for u in self.units if u.id == target), None)
+        return (spec.hardware_id if spec else "") or default
 
     def unit(self, unit_id: str) -> UnitSpec:
         return next(u for u in self.units if u.id == unit_id)
@@ -89,7 +100,8 @@ class Manifest:
         """Rack-level facts the API shows (stored by the agent in the store's meta)."""
         return {"name": self.name, "driver": self.driver, "power_supply_watts": self.power_supply_watts,
                 "power_on_stagger_seconds": self.power_on_stagger_seconds, "fan": bool(self.fan) or
-                self.driver == "sim", "fan_max_rpm": float(self.fan.get("max_rpm", FAN_MAX_RPM))}
+                self.driver == "sim", "fan_max_rpm": float(self.fan.get("max_rpm", FAN_MAX_RPM)),
+                "hardware_ids": {t: self.hardware_id(t) for t in ["RMC", *(u.id for u in self.units)]}}
 
 
 def schema_file(name: str):
@@ -154,7 +166,8 @@ def load(path: str | None = None) -> Manifest:
                  bios_version=u.get("bios_version", ""), max_watts=float(u.get("max_watts", DEFAULT_MAX_WATTS)),
                  processor=u.get("processor", {}), memory_gib=u.get("memory_gib", PI4["memory_gib"]),
                  mac_address=u.get("mac_address") or _sim_mac(rack.get("seed", 0), u["slot"]),
-                 storage=u.get("storage", {}), gpio=u.get("gpio", {}), sensors=u.get("sensors", {}))
+                 storage=u.get("storage", {}), gpio=u.get("gpio", {}), sensors=u.get("sensors", {}),
+                 hardware_id=u.get("hardware_id", ""), firmware=u.get("firmware", {}))
         for u in data["units"])
     for key in ("id", "slot"):
         seen: dict = {}
@@ -170,7 +183,10 @@ def load(path: str | None = None) -> Manifest:
                     power_supply_watts=float(rack.get("power_supply_watts", DEFAULT_SUPPLY_WATTS)),
                     power_on_stagger_seconds=float(rack.get("power_on_stagger_seconds",
                                                             DEFAULT_STAGGER_SECONDS)),
-                    gpio_chip=rack.get("gpio_chip", ""), smbus=rack.get("smbus", 1), fan=rack.get("fan", {}))
+                    gpio_chip=rack.get("gpio_chip", ""), smbus=rack.get("smbus", 1), fan=rack.get("fan", {}),
+                    rack_hardware_id=rack.get("hardware_id", ""),
+                    update_trial_seconds=float(rack.get("update_trial_seconds", 120.0)),
+                    firmware=rack.get("firmware", {}))
 
 
 def _sim_mac(seed: int, slot: int) -> str:

@@ -194,6 +194,15 @@ BASE_MESSAGES: dict[str, tuple[str, str, str]] = {
         "The operation failed because the service is shutting down and can no longer take "
         "incoming requests.", "Critical",
         "When the service becomes available, resubmit the request if the operation failed."),
+    "InsufficientStorage": (
+        "Insufficient storage or memory available to complete the request.", "Critical",
+        "Increase the free storage space available to the service and resubmit the request."),
+    "ResourceInUse": (
+        "The change to the requested resource failed because the resource is in use or in transition.", "Warning",
+        "Remove the condition and resubmit the request if the operation failed."),
+    "ArraySizeTooLong": (
+        "The array provided for property %1 exceeds the size limit %2.", "Warning",
+        "Resubmit the request with an appropriate array size."),
 }
 
 
@@ -223,6 +232,7 @@ class RedfishError(Exception):
     status: int
     messages: list[dict] = field(default_factory=list)
     headers: dict[str, str] = field(default_factory=dict)
+    text: str | None = None   # the error's own words (error.message); default: the first message's
 
     @classmethod
     def of(cls, status: int, msg_id: str, *args, related=None, headers=None) -> "RedfishError":
@@ -233,7 +243,7 @@ class RedfishError(Exception):
         return {
             "error": {
                 "code": first["MessageId"],
-                "message": first["Message"],
+                "message": self.text or first["Message"],
                 "@Message.ExtendedInfo": self.messages,
             }
         }

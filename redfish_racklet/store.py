@@ -17,6 +17,8 @@ import threading
 import time
 import uuid
 
+from .store_updates import SCHEMA as _UPDATE_SCHEMA, UpdateRecords
+
 SCHEMA_VERSION = 1
 COMMANDS_KEPT = 1000  # finished commands kept for audit; older ones are pruned
 
@@ -116,8 +118,8 @@ def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-class Store:
-    """Thread-safe facade over the SQLite state file."""
+class Store(UpdateRecords):
+    """Thread-safe facade over the SQLite state file (the update family's methods: ``store_updates``)."""
 
     def __init__(self, path: str):
         self.path = path
@@ -171,7 +173,7 @@ class Store:
         """Create the schema (idempotent) and the service's identity."""
         c = self.conn()
         c.execute("PRAGMA journal_mode=WAL")
-        c.executescript(_SCHEMA)
+        c.executescript(_SCHEMA + _UPDATE_SCHEMA)
         have = {r[1] for r in c.execute("PRAGMA table_info(accounts)")}
         for name, decl in ACCOUNT_COLUMNS.items():
             if name not in have:
@@ -584,7 +586,7 @@ class Store:
         """One transaction: forget people, settings, logs and identity (see factory.py)."""
         keep_meta = ("schema_version", "rack_info")
         with self.tx() as t:
-            for table in ("sessions", "accounts", "log", "unit_settings", "subscriptions"):
+            for table in ("sessions", "accounts", "log", "unit_settings", "subscriptions", "signing_keys", "tasks"):
                 t.execute(f"DELETE FROM {table}")
             t.execute("DELETE FROM commands WHERE state NOT IN ('running')")
             t.execute("UPDATE units SET desired_power='Off', asset_tag=''")

@@ -175,7 +175,8 @@ def login(srv, user: str):
 def links(doc, out: list[str]) -> None:
     if isinstance(doc, dict):
         for k, v in doc.items():
-            if k in ("@odata.id", "target", "@Redfish.ActionInfo", "Uri") and isinstance(v, str):
+            if k in ("@odata.id", "target", "@Redfish.ActionInfo", "Uri", "TaskMonitor",
+                     "MultipartHttpPushUri") and isinstance(v, str):
                 if v.startswith("/redfish"):
                     out.append(v.split("#")[0].rstrip("/"))
             else:
@@ -233,6 +234,8 @@ def probe(client, method: str, url: str, rule: str):
         return client.delete(url)  # url names no member
     if "/Actions/" in rule:
         return client.post(url, json={"RackletNoSuchParameter": "x"})
+    if rule.endswith("/update-multipart"):  # a push without its UpdateFile part
+        return client.post(url, files={"UpdateParameters": (None, "{}", "application/json")})
     return client.request(method, url, json={})  # PATCH/PUT: NoOperation; POST: PropertyMissing
 
 
@@ -270,6 +273,14 @@ def test_the_privilege_matrix(fresh_server, tmp_path):
     # one subscription, so the crawl reaches EventDestination and its action
     Store(str(srv.state_dir / "racklet.db")).add_subscription(
         "admin", {"destination": "https://127.0.0.1:9/"}, time.time(), 16)
+    # and one finished task, so it reaches Task and its TaskMonitor; a trusted signing key, so
+    # that a push is refused for its body (400), not for the rack's lack of keys (409)
+    from redfish_racklet import bundle
+    _, pub = bundle.generate_key()
+    Store(str(srv.state_dir / "racklet.db")).add_signing_key(
+        bundle.key_id(bundle.load_public_key(pub)), pub.decode(), "test", time.time())
+    Store(str(srv.state_dir / "racklet.db")).add_task("admin", "Firmware update", {}, [], time.time(),
+                                                      state="Completed")
     before = snapshot(srv, admin)
     log_count = admin.get(srv.url + "/redfish/v1/Managers/RMC/LogServices/EventLog/Entries").json()[
         "Members@odata.count"]

@@ -7,3 +7,4 @@ path; ``agent.power`` is the pure logic of power states and resets, shared by bo
 SOCKET_NAME = "agent.sock"  # in the state directory; 0600, owner only
 FACTORY_RESET = "factory_reset"  # the command (unit "RMC") that makes the agent run a factory reset
 FACTORY_RESET_TIMEOUT = 10.0     # seconds a caller waits for it (units get 2.5 s to shut down)
+UPDATE_PREFIX = ("update:", "activate:")  # firmware commands (unit "RMC"): see agent/updater.py

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from typing import Callable
 
+from ..messages import message as base_message
 from ..store import Store
 
 # (registry prefix and version, message key) -> (severity, message with %1..%n)
@@ -44,8 +45,40 @@ MESSAGES = {
     ("AccountSecurity.1.0.1", "PasswordModified"): ("OK", "The password for account '%1' was changed."),
     ("AccountSecurity.1.0.1", "ManagerAccountRoleChanged"): (
         "OK", "Account '%1' has changed from role '%2' to '%3'."),
+    # Firmware updates and their tasks (agent/updater.py, resources/update_service.py).
+    ("Update.1.3.0", "TargetDetermined"): ("OK", "The target device '%1' will be updated with image '%2'."),
+    ("Update.1.3.0", "TransferringToComponent"): ("OK", "Image '%1' is being transferred to '%2'."),
+    ("Update.1.3.0", "VerifyingAtComponent"): ("OK", "Image '%1' is being verified at '%2'."),
+    ("Update.1.3.0", "ApplyingOnComponent"): ("OK", "Image '%1' is being applied on '%2'."),
+    ("Update.1.3.0", "TransferFailed"): ("Critical", "Transfer of image '%1' to '%2' failed."),
+    ("Update.1.3.0", "VerificationFailed"): ("Critical", "Verification of image '%1' at '%2' failed."),
+    ("Update.1.3.0", "ApplyFailed"): ("Critical", "Installation of image '%1' to '%2' failed."),
+    ("Update.1.3.0", "ActivateFailed"): ("Critical", "Activation of image '%1' on '%2' failed."),
+    ("Update.1.3.0", "AwaitToActivate"): ("OK", "Awaiting for an action to proceed with activating image '%1' on '%2'."),
+    ("Update.1.3.0", "UpdateSuccessful"): ("OK", "Device '%1' successfully updated with image '%2'."),
+    ("Update.1.3.0", "UpdateSkippedSameVersion"): ("OK", "Device '%1' skipped the update with image '%2' because the same version is already installed."),
+    ("Update.1.3.0", "UpdateSkippedVersionTooLow"): ("OK", "Device '%1' skipped the update with image '%2' due to the minimum version requirement."),
+    ("Update.1.3.0", "UpdateNotApplicable"): ("Warning", "Image '%1' was not applicable to device '%2'."),
+    ("Update.1.3.0", "UpdateInProgress"): ("OK", "An update is in progress."),
+    ("TaskEvent.1.0.5", "TaskStarted"): ("OK", "The task with Id '%1' has started."),
+    ("TaskEvent.1.0.5", "TaskCompletedOK"): ("OK", "The task with Id '%1' has completed."),
+    ("TaskEvent.1.0.5", "TaskAborted"): ("Critical", "The task with Id '%1' has completed with errors."),
+    ("TaskEvent.1.0.5", "TaskCancelled"): ("Warning", "Work on the task with Id '%1' was halted prior to completion due to an explicit request."),
+    ("TaskEvent.1.0.5", "TaskProgressChanged"): ("OK", "The task with Id '%1' has changed to progress %2 percent complete."),
 }
 _BY_KEY = {key: (registry, key) for registry, key in MESSAGES}
+
+
+def message(key: str, *args) -> dict:
+    """A Message object (for a Task's Messages or an error's ExtendedInfo) of a registry
+    message the service uses: one of ``MESSAGES`` or of the Base registry."""
+    if key not in _BY_KEY:
+        return base_message(key, *args)
+    registry, _ = _BY_KEY[key]
+    severity, text = MESSAGES[(registry, key)]
+    return {"@odata.type": "#Message.v1_3_0.Message", "MessageId": f"{registry}.{key}",
+            "Message": format_message(text, list(args)), "MessageArgs": [str(a) for a in args],
+            "MessageSeverity": severity}
 
 
 def format_message(text: str, args: list) -> str:

@@ -14,6 +14,7 @@ the rack fan; and the simulation (``sim``) when the manifest's driver is ``sim``
 from __future__ import annotations
 
 import errno
+import os
 import logging
 from dataclasses import dataclass, field
 from typing import Callable
@@ -44,24 +45,45 @@ class Hardware:
     presence_fd: int | None = None                # readable when a presence line has an edge
     presence_changes: Callable[[], list[str]] = lambda: []
     close: Callable[[], None] = lambda: None
+    firmware: dict = field(default_factory=dict)  # (target, component) -> drivers.slots device
+
+
+def firmware_devices(manifest: Manifest, root: str) -> dict:
+    """The A/B slot devices of every component: the RMC's software, each unit's BMC
+    firmware (files), each unit's boot firmware (Raspberry Pi tryboot). Directories
+    default to ``root/TARGET/COMPONENT``; the manifest can name others."""
+    from ..drivers.slots import FileSlots, TrybootSlots
+    devices = {("RMC", "rmc"): FileSlots(manifest.firmware.get("rmc") or os.path.join(root, "RMC", "rmc"))}
+    for u in manifest.units:
+        devices[(u.id, "bmc")] = FileSlots(u.firmware.get("bmc") or os.path.join(root, u.id, "bmc"))
+        devices[(u.id, "boot")] = TrybootSlots(u.firmware.get("boot") or os.path.join(root, u.id, "boot"))
+    return devices
 
 
 def build(manifest: Manifest, clock: Callable[[], float], rails_on: dict[str, bool],
-          gpio=None, open_bus=None) -> Hardware:
+          gpio=None, open_bus=None, firmware_root: str | None = None) -> Hardware:
+    """``firmware_root``: where slot directories live by default (the state dir's
+    ``firmware``); None: no firmware slots (tests of the loops alone)."""
+    devices = firmware_devices(manifest, firmware_root) if firmware_root else {}
     if manifest.driver == "sim":
-        return _simulated(manifest, clock)
-    return _linux(manifest, clock, rails_on, gpio, open_bus)
+        hw = _simulated(manifest, clock, devices)
+    else:
+        hw = _linux(manifest, clock, rails_on, gpio, open_bus)
+    hw.firmware = devices
+    return hw
 
 
-def _simulated(manifest: Manifest, clock) -> Hardware:
+def _simulated(manifest: Manifest, clock, devices: dict) -> Hardware:
     from ..drivers.emc2101 import EMC2101
-    from ..drivers.sim import SimFan, SimRack, SimTray, SimUnit
+    from ..drivers.sim import SimFan, SimRack, SimTray, SimUnit, slot_boot
     trays = {}
     sensors = {}
     for spec in manifest.units:
         unit = SimUnit(clock, present=spec.sim.get("present", True),
                        boot_seconds=spec.sim.get("boot_seconds", 4.0),
-                       shutdown_seconds=spec.sim.get("shutdown_seconds", 2.0))
+                       shutdown_seconds=spec.sim.get("shutdown_seconds", 2.0),
+                       firmware=slot_boot(devices[(spec.id, "boot")]) if devices else None,
+                       bmc_firmware=slot_boot(devices[(spec.id, "bmc")]) if devices else None)
         tray = trays[spec.id] = SimTray(unit, clock, load=spec.load, seed=manifest.seed * 100 + spec.slot)
         ina = INA2xx(tray.bus, tray.INA_ADDR, "ina226", r_shunt=tray.SHUNT_OHM, max_current=3.2)
         tmp = TMP102(tray.bus, tray.TMP_ADDR)

@@ -22,7 +22,7 @@ from ..drivers.smbus import ChipError
 from ..manifest import Manifest
 from ..store import Store
 from .. import factory
-from . import FACTORY_RESET, SOCKET_NAME, delivery, events, hardware, power, sampling
+from . import FACTORY_RESET, SOCKET_NAME, UPDATE_PREFIX, delivery, events, hardware, power, sampling, updater
 from .energy import Integrator, Window
 from .fan import FanCurve
 
@@ -66,14 +66,23 @@ class Agent:
         self._rack_failing: set[str] = set()
         self.log = events.Log(store, lambda: self.wall())
         self.state_dir: str | None = None  # where the keys live (for a factory reset)
+        self.updater: updater.Updater | None = None  # firmware updates (when the rack has slots)
         self.wait: Callable[[float], None] = time.sleep
 
     @classmethod
     def from_manifest(cls, store: Store, manifest: Manifest, clock=time.monotonic, gpio=None,
-                      open_bus=None) -> "Agent":
+                      open_bus=None, state_dir: str | None = None) -> "Agent":
+        """``state_dir``: where firmware slots and staged bundles live; without it the
+        agent runs no updates (tests of the loops alone)."""
         desired = {u["id"]: u["desired_power"] == "On" for u in store.units()}
         rails_on = {u.id: _restored(store.settings(u.id), desired.get(u.id, True)) for u in manifest.units}
-        return cls(store, manifest, hardware.build(manifest, clock, rails_on, gpio, open_bus), clock)
+        root = os.path.join(state_dir, "firmware") if state_dir else None
+        agent = cls(store, manifest, hardware.build(manifest, clock, rails_on, gpio, open_bus, root), clock)
+        if state_dir:
+            agent.state_dir = state_dir
+            agent.updater = updater.Updater(agent, agent.hardware.firmware, state_dir,
+                                            manifest.update_trial_seconds)
+        return agent
 
     # -- lifecycle -------------------------------------------------------------
     def start(self) -> None:
@@ -140,6 +149,8 @@ class Agent:
                 continue
             del self.queue[uid]
             if self.hw[uid].present():
+                if self.updater:
+                    self.updater.before_rail_on(uid)
                 self.hw[uid].set(True)
                 self._last_on = now
 
@@ -167,6 +178,8 @@ class Agent:
                                    _chassis(uid), uid)
         self.drain()
         self._apply_leds()
+        if self.updater:
+            self.updater.tick()
 
     def _observe_unit(self, uid: str, hw) -> None:
         before = self._written.get(uid)
@@ -292,6 +305,8 @@ class Agent:
             return {"id": cid, "state": c["state"] if c else "unknown", "message": ""}
         uid, action = cmd["unit"], cmd["action"]
         self.observe()
+        if action.startswith(UPDATE_PREFIX):
+            return self._update_command(cid, action)
         if action == FACTORY_RESET:
             path = self.factory_reset()
             self.store.finish_command(cid, "done", "", self.wall())
@@ -311,6 +326,23 @@ class Agent:
         self.store.finish_command(cid, "done", "", self.wall())
         log.info("unit %s: %s done, now %s", uid, action, self._written[uid][1])
         return {"id": cid, "state": "done", "message": "", "power_state": self._written[uid][1]}
+
+    def _update_command(self, cid: int, action: str) -> dict:
+        """``update:TASK`` (install a staged bundle) or ``activate:TARGET:COMPONENT:SLOT:TASK``."""
+        try:
+            if self.updater is None:
+                raise power.Conflict("this rack has no firmware slots")
+            kind, _, arg = action.partition(":")
+            if kind == "update":
+                self.updater.submit(int(arg))
+            else:
+                target, component, slot, task = arg.split(":")
+                self.updater.activate_by_hand(target, component, slot, int(task) if task else None)
+        except (power.Conflict, ValueError) as e:
+            self.store.finish_command(cid, "rejected", str(e), self.wall())
+            return {"id": cid, "state": "rejected", "message": str(e)}
+        self.store.finish_command(cid, "done", "", self.wall())
+        return {"id": cid, "state": "done", "message": ""}
 
     def _reset(self, uid: str, reset_type: str) -> None:
         hw = self.hw[uid]
@@ -348,6 +380,8 @@ class Agent:
         if not self.hw[uid].present():
             raise power.Conflict("the unit is absent; its BMC cannot be reset")
         self.store.set_setting(uid, "bmc_reset", self.wall())
+        if not (self.updater and self.updater.before_bmc_reset(uid)) and hasattr(self.hw[uid], "reset_bmc"):
+            self.hw[uid].reset_bmc()
         self.log.write("ManagerReset", [f"{uid}-BMC", reset_type], f"/redfish/v1/Managers/{uid}-BMC", uid)
 
     # -- factory reset ----------------------------------------------------------------------
@@ -423,6 +457,8 @@ def _restored(settings: dict, desired_on: bool) -> bool:
 
 def serve(agent: Agent, state_dir: str, stop: list) -> None:
     """Run the agent until ``stop`` becomes non-empty (set by a signal handler)."""
+    if agent.updater:   # before any rail switches on: a simulated unit boots from its slots
+        agent.updater.start()
     agent.start()
     agent.sample()  # readings exist before anyone can ask
     pusher = delivery.Delivery(agent.store.path, state_dir)  # its own threads: this loop never waits on the network
@@ -465,6 +501,8 @@ def serve(agent: Agent, state_dir: str, stop: list) -> None:
                 next_sample = max(next_sample, time.monotonic())
     finally:
         pusher.stop()
+        if agent.updater:
+            agent.updater.stop()
         sel.close()
         lsock.close()
         agent.close()
@@ -515,7 +553,7 @@ def main(state_dir: str, manifest: Manifest) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.append(1))
     try:
-        agent = Agent.from_manifest(store, manifest)
+        agent = Agent.from_manifest(store, manifest, state_dir=state_dir)
     except hardware.HardwareError as e:
         log.error("cannot start: %s", e)
         return 2

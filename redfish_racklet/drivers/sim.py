@@ -6,14 +6,28 @@ advances a fake clock sees exactly what a real rack would show after that time.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import TYPE_CHECKING, BinaryIO, Callable
+
+if TYPE_CHECKING:
+    from .slots import FileSlots
+
+# A test bundle whose payload contains this marker boots into a firmware that never comes up.
+HANG_MARKER = b"racklet-sim:hang"
+SCAN_CHUNK = 64 * 1024   # bytes read at a time when an image is scanned for the marker
 
 
 class SimUnit:
-    """One tray with a Raspberry-Pi-class unit: power rail, presence line and host OS."""
+    """One tray with a Raspberry-Pi-class unit: power rail, presence line and host OS.
+
+    ``firmware`` is called at each power-on and says whether the firmware that booted is
+    healthy; an unhealthy one hangs in "booting". ``bmc_firmware`` does the same for the
+    unit's BMC at each ``reset_bmc()``. None means always healthy.
+    """
 
     def __init__(self, clock: Callable[[], float], *, present: bool = True,
-                 boot_seconds: float = 4.0, shutdown_seconds: float = 2.0):
+                 boot_seconds: float = 4.0, shutdown_seconds: float = 2.0,
+                 firmware: Callable[[], bool] | None = None,
+                 bmc_firmware: Callable[[], bool] | None = None):
         self._clock = clock
         self._present = present
         self.boot_seconds = boot_seconds
@@ -22,6 +36,10 @@ class SimUnit:
         self._rail_since = clock()
         self._halt_requested_at: float | None = None
         self.led = False
+        self._firmware = firmware
+        self._healthy = True
+        self._bmc_firmware = bmc_firmware
+        self._bmc_state = "ready"
 
     # PowerRail
     def set(self, on: bool) -> None:
@@ -29,6 +47,8 @@ class SimUnit:
             self._rail = on
             self._rail_since = self._clock()
             self._halt_requested_at = None
+            if on:   # an absent unit boots nothing (and consumes no trial)
+                self._healthy = not self._present or self._firmware is None or bool(self._firmware())
 
     def get(self) -> bool:
         return self._rail
@@ -54,11 +74,56 @@ class SimUnit:
     def state(self) -> str:
         if not (self._rail and self._present):
             return "off"
+        if not self._healthy:
+            return "booting"   # a hung boot: never comes up, never halts, while the rail is on
         now = self._clock()
         if self._halt_requested_at is not None:
             done = now - self._halt_requested_at >= self.shutdown_seconds
             return "halted" if done else "halting"
         return "running" if now - self._rail_since >= self.boot_seconds else "booting"
+
+    # BMC
+    def reset_bmc(self) -> None:
+        """Reset the unit's BMC: it boots its firmware, which comes up or hangs."""
+        ok = self._bmc_firmware is None or bool(self._bmc_firmware())
+        self._bmc_state = "ready" if ok else "hung"
+
+    def bmc_state(self) -> str:
+        """"ready" or "hung"; "ready" before the first reset."""
+        return self._bmc_state
+
+
+def _contains(stream: BinaryIO, marker: bytes, chunk_size: int) -> bool:
+    """Whether ``stream`` holds ``marker``, reading ``chunk_size`` bytes at a time; the
+    last len(marker)-1 bytes are carried over so a marker split across chunks is found."""
+    keep = len(marker) - 1
+    tail = b""
+    while chunk := stream.read(chunk_size):
+        window = tail + chunk
+        if marker in window:
+            return True
+        tail = window[-keep:] if keep else b""
+    return False
+
+
+def slot_boot(device: FileSlots, chunk_size: int = SCAN_CHUNK) -> Callable[[], bool]:
+    """A ``firmware`` callable for SimUnit over a slot device: each call boots the device
+    (consuming an armed trial, as a boot loader does) and is healthy unless the booted
+    slot is empty, unreadable, or its image holds ``HANG_MARKER``."""
+    if chunk_size < 1:
+        raise ValueError("chunk_size must be at least 1 byte")
+
+    def boot_firmware() -> bool:
+        from .slots import SlotError
+        try:
+            image = device.open(device.boot())
+            if image is None:
+                return False
+            with image:
+                return not _contains(image, HANG_MARKER, chunk_size)
+        except (SlotError, OSError):
+            return False   # a boot loader that cannot read its media boots nothing
+    return boot_firmware
 
 
 class SimTray:

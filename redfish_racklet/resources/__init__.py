@@ -10,6 +10,7 @@ from . import manager_network, system_parts
 from . import log_services
 from . import certificate_service
 from . import event_service
+from . import task_service, update_service
 
 BLUEPRINTS = [
     service_root.blp,
@@ -28,4 +29,6 @@ BLUEPRINTS = [
     session_service.blp,
     certificate_service.blp,
     event_service.blp,
+    task_service.blp,
+    update_service.blp,
 ]

@@ -53,6 +53,10 @@ VERSIONS = {
     "Certificate": "v1_11_0",
     "EventService": "v1_12_0",
     "EventDestination": "v1_16_0",
+    "TaskService": "v1_3_0",
+    "Task": "v1_7_4",
+    "UpdateService": "v1_17_0",
+    "SoftwareInventory": "v1_13_0",
 }
 COLLECTIONS = ("ComputerSystemCollection", "ChassisCollection", "ManagerCollection",
                "ManagerAccountCollection", "RoleCollection", "SessionCollection",
@@ -61,7 +65,8 @@ COLLECTIONS = ("ComputerSystemCollection", "ChassisCollection", "ManagerCollecti
                "SimpleStorageCollection", "LogServiceCollection", "LogEntryCollection",
                "PowerSupplyCollection", "FanCollection", "ControlCollection",
                "PowerDistributionCollection", "OutletCollection",
-               "CertificateCollection", "EventDestinationCollection")
+               "CertificateCollection", "EventDestinationCollection",
+               "TaskCollection", "SoftwareInventoryCollection")
 
 
 def odata_type(name: str) -> str:
