@@ -53,7 +53,7 @@ def service_root_doc() -> dict:
         "SessionService": odata_id("SessionService"),
         "CertificateService": odata_id("CertificateService"),
         "EventService": odata_id("EventService"),
-        "TaskService": odata_id("TaskService"),
+        "Tasks": odata_id("TaskService"),
         "UpdateService": odata_id("UpdateService"),
         "JsonSchemas": odata_id("JsonSchemas"),
         "Links": {"Sessions": odata_id("SessionService", "Sessions")},

@@ -107,7 +107,7 @@ class Tasks(RedfishView):
     cacheable = True
 
     def get(self):
-        return collection("#TaskCollection.TaskCollection", "Task Collection", TASKS,
+        return collection("TaskCollection", "Task Collection", TASKS,
                           [task_uri(t["id"]) for t in store().tasks()])
 
 

@@ -514,7 +514,7 @@ class FirmwareInventory(RedfishView):
     def get(self):
         members = [firmware.inventory_uri(t, c, slot) for t, c in firmware.components_of(unit_ids())
                    if store().firmware(t, c) for slot in firmware.SLOTS]
-        return collection("#SoftwareInventoryCollection.SoftwareInventoryCollection",
+        return collection("SoftwareInventoryCollection",
                           "Firmware Inventory", firmware.INVENTORY, members)
 
 
