@@ -169,6 +169,52 @@ def _factory_reset(args) -> int:
     return 0
 
 
+def _keys(args) -> int:
+    """``keys list`` / ``keys add PUBKEY.pem`` / ``keys remove KEYID``: the rack's trusted
+    bundle signing keys, in the store (the same list as UpdateService Oem.Racklet.SigningKeys)."""
+    import time
+
+    from . import bundle
+    from .store import Store
+
+    state_dir = os.path.abspath(args.state_dir)
+    if not is_initialized(state_dir):
+        print(f"redfish-racklet keys: {state_dir} is not initialised; run `redfish-racklet init`", file=sys.stderr)
+        return 1
+    store = Store(os.path.join(state_dir, DB_NAME))
+    if args.op == "list":
+        for k in store.signing_keys():
+            print(f"{k['id']}  {time.strftime('%Y-%m-%d', time.gmtime(k['added']))}  {k['comment']}")
+        return 0
+    if not args.what:
+        print(f"redfish-racklet keys {args.op}: give a {'PUBKEY.pem' if args.op == 'add' else 'KEYID'}",
+              file=sys.stderr)
+        return 2
+    if args.op == "remove":
+        if not store.remove_signing_key(args.what):
+            print(f"redfish-racklet keys remove: no trusted key {args.what!r} (see `redfish-racklet keys list`)",
+                  file=sys.stderr)
+            return 1
+        print(f"redfish-racklet: key {args.what} is no longer trusted")
+        return 0
+    try:
+        with open(args.what, encoding="ascii") as f:
+            pem = f.read(8192)
+        kid = bundle.key_id(bundle.load_public_key(pem))
+    except (OSError, UnicodeDecodeError) as e:
+        print(f"redfish-racklet keys add: cannot read {args.what}: {e}", file=sys.stderr)
+        return 1
+    except bundle.BundleError as e:
+        print(f"redfish-racklet keys add: {args.what}: {e.message}", file=sys.stderr)
+        return 1
+    if not store.add_signing_key(kid, pem.strip() + "\n", args.comment, time.time()):
+        print(f"redfish-racklet keys add: key {kid} is already trusted, or the rack holds the most keys it "
+              "may (16)", file=sys.stderr)
+        return 1
+    print(f"redfish-racklet: key {kid} is trusted: bundles it signs can be installed")
+    return 0
+
+
 def _cert(args) -> int:
     """``cert issue NAME`` / ``cert revoke SERIAL|NAME`` / ``cert list`` (see mtls.py)."""
     import time
@@ -330,6 +376,13 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", default=".", metavar="DIR",
                     help="issue: where to write NAME.pem and NAME-key.pem (default: the current directory)")
 
+    sp = sub.add_parser("keys", help="the signing keys whose firmware bundles the rack installs: list, add, remove")
+    state(sp)
+    sp.add_argument("op", choices=["list", "add", "remove"])
+    sp.add_argument("what", nargs="?", metavar="PUBKEY.pem|KEYID",
+                    help="add: an Ed25519 public key (PEM, from `bundle keygen`); remove: its key id")
+    sp.add_argument("--comment", default="", help="add: whose key this is")
+
     sp = sub.add_parser("sim", help="change the running simulated rack (plug, unplug, load, fail, heal)",
                         description=SIM_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     state(sp)
@@ -395,4 +448,6 @@ def main(argv: list[str] | None = None) -> int:
         return _cert(args)
     if args.command == "bundle":
         return _bundle(args)
+    if args.command == "keys":
+        return _keys(args)
     return _agent(args)

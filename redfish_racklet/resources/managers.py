@@ -20,8 +20,10 @@ from .. import __version__
 from ..agent import FACTORY_RESET, FACTORY_RESET_TIMEOUT, client
 from ..messages import RedfishError, message
 from ..privileges import declare
-from ..web import RedfishView, action_parameter, collection, json_body, json_response, odata_id
+from ..web import RedfishView, action_parameter, check_tree, collection, json_body, json_response, odata_id
 from .common import action_info, agent_command, not_found, odata_type, state_dir, store, unit_uuid
+from .task_service import accepted
+from .update_service import active_image, image_links, switch_image
 
 blp = Blueprint("managers", __name__, description="Managers")
 
@@ -50,6 +52,11 @@ def manager_unit(manager_id: str) -> dict | None:
     return unit
 
 
+def _version(target: str, component: str) -> str | None:
+    img = active_image(target, component)
+    return img["version"] if img else None
+
+
 def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()
 
@@ -72,7 +79,7 @@ def rmc_doc(units: list[dict]) -> dict:
         "ManagerType": "RackManager",
         "Manufacturer": "Racklet",
         "Model": "redfish-racklet",
-        "FirmwareVersion": __version__,
+        "FirmwareVersion": _version("RMC", "rmc") or __version__,
         "UUID": store().service_uuid(),
         "ServiceEntryPointUUID": store().service_uuid(),
         "DateTime": _now(),
@@ -87,6 +94,7 @@ def rmc_doc(units: list[dict]) -> dict:
             "ManagerForManagers": bmcs,
             "ManagerForManagers@odata.count": len(bmcs),
             "ManagerInChassis": odata_id("Chassis", "Rack"),
+            **image_links("RMC", "rmc"),
         },
         "Actions": dict(_reset_action(RMC_ID), **{RESET_TO_DEFAULTS_ACTION: {
             "target": f"{base}/Actions/Manager.ResetToDefaults",
@@ -109,7 +117,7 @@ def bmc_doc(unit: dict) -> dict:
         "ManagerType": "BMC",
         "Manufacturer": "Racklet",
         "Model": bmc.get("model") or "racklet-bmc",
-        "FirmwareVersion": bmc.get("firmware_version"),  # null until the BMC reports it
+        "FirmwareVersion": _version(uid, "bmc") or bmc.get("firmware_version"),  # its active slot
         "UUID": unit_uuid(mid),
         "DateTime": _now(),  # the RMC's clock: the BMC keeps none of its own
         "DateTimeLocalOffset": "+00:00",
@@ -125,6 +133,7 @@ def bmc_doc(unit: dict) -> dict:
             "ManagerInChassis": odata_id("Chassis", uid),
             "ManagedBy": [odata_id("Managers", RMC_ID)],
             "ManagedBy@odata.count": 1,
+            **image_links(uid, "bmc"),
         },
         "Actions": _reset_action(mid),
     }
@@ -149,12 +158,20 @@ class Managers(RedfishView):
 
 @blp.route("/redfish/v1/Managers/<manager_id>")
 class Manager(RedfishView):
+    """PATCH: only ``Links/ActiveSoftwareImage`` (switch firmware slots by hand: a Task)."""
+
     entity = "Manager"
-    privileges = declare(entity, "GET")  # DateTime: not cacheable
+    privileges = declare(entity, "GET", "PATCH")  # DateTime: not cacheable
 
     def get(self, manager_id):
         unit = manager_unit(manager_id)
         return rmc_doc(store().units()) if unit is None else bmc_doc(unit)
+
+    def patch(self, manager_id):
+        unit = manager_unit(manager_id)
+        cleaned = check_tree(json_body(), {"Links": {"ActiveSoftwareImage": lambda v: v}}, self.get(manager_id))
+        target, component = ("RMC", "rmc") if unit is None else (unit["id"], "bmc")
+        return accepted(switch_image(target, component, cleaned["Links"]["ActiveSoftwareImage"]))
 
 
 @blp.route("/redfish/v1/Managers/<manager_id>/ResetActionInfo")

@@ -22,6 +22,7 @@ from ..privileges import declare
 from ..web import (Invalid, RedfishView, StrictBoolean, action_parameter, check_if_match, check_patch, collection,
                    is_annotation, json_body, json_response, odata_id, one_of, render, walk_tree)
 from .common import action_info, agent_command, not_found, odata_type, store, unit_status, unit_uuid
+from .update_service import active_image
 
 blp = Blueprint("systems", __name__, description="Compute units")
 
@@ -54,6 +55,11 @@ class SystemPatch(Schema):
                                  error_messages={"invalid": "type", "null": "type"})
     LocationIndicatorActive = StrictBoolean()
 
+
+
+def _boot_version(uid: str) -> str | None:
+    img = active_image(uid, "boot")
+    return img["version"] if img else None
 
 def _unit(system_id: str) -> dict:
     unit = store().unit(system_id)
@@ -108,7 +114,7 @@ def system_doc(unit: dict) -> dict:
         "SKU": info.get("sku", ""),
         "AssetTag": unit["asset_tag"],
         "UUID": unit_uuid(uid),
-        "BiosVersion": info.get("bios_version", ""),
+        "BiosVersion": _boot_version(uid) or info.get("bios_version", ""),  # the active boot slot's
         "PowerState": unit["power_state"],
         "Status": unit_status(unit),
         "IndicatorLED": led,

@@ -140,6 +140,40 @@ def inventory_doc(target: str, component: str, slot: str) -> dict:
     return doc
 
 
+def active_image(target: str, component: str) -> dict | None:
+    """What a device's document shows of its firmware: the active slot's inventory URI,
+    both slots' URIs and the active version; None when it has no slots."""
+    fw = store().firmware(target, component)
+    if fw is None:
+        return None
+    row = store().slot(target, component, fw["active"]) or {}
+    return {"active": firmware.inventory_uri(target, component, fw["active"]),
+            "images": [firmware.inventory_uri(target, component, x) for x in firmware.SLOTS],
+            "version": row.get("version")}
+
+
+def image_links(target: str, component: str) -> dict:
+    """``Links`` entries of a Manager or ComputerSystem: ActiveSoftwareImage, SoftwareImages."""
+    img = active_image(target, component)
+    if img is None:
+        return {}
+    return {"ActiveSoftwareImage": {"@odata.id": img["active"]},
+            "SoftwareImages": [{"@odata.id": u} for u in img["images"]],
+            "SoftwareImages@odata.count": len(img["images"])}
+
+
+def switch_image(target: str, component: str, value) -> int:
+    """PATCH of ``Links/ActiveSoftwareImage``: a task that activates that slot (409 if refused)."""
+    uri = value.get("@odata.id") if isinstance(value, dict) else None
+    prefix = firmware.INVENTORY + "/"
+    parsed = firmware.parse_inventory_id(uri[len(prefix):]) if isinstance(uri, str) and uri.startswith(prefix) else None
+    if parsed is None or parsed[:2] != (target, component):
+        raise RedfishError(400, [message("PropertyValueIncorrect", "Links/ActiveSoftwareImage", str(uri))],
+                           text=f"ActiveSoftwareImage must be one of {firmware.device_uri(target, component)}'s "
+                                "own SoftwareImages")
+    return activation(*parsed)
+
+
 # -- input checks ---------------------------------------------------------------------------
 
 def _trusted() -> dict:
