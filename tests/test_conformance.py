@@ -18,9 +18,34 @@ from .conftest import shared_or_skip
 @pytest.fixture(scope="module")
 def referee_server(tmp_path_factory):
     from .conftest import start_server
-    srv = start_server(tmp_path_factory.mktemp("referee"), manifest_text=None)  # the default rack
+    tmp = tmp_path_factory.mktemp("referee")
+    srv = start_server(tmp, manifest_text=None)  # the default rack
+    with_an_update(srv, tmp)
     yield srv
     srv.stop()
+
+
+def with_an_update(srv, tmp) -> None:
+    """A trusted key and one finished update, so the referees see a Task, a staged
+    history and signing keys, not an empty UpdateService."""
+    import json
+
+    from .conftest import cli, wait_for
+    run = lambda *a: subprocess.run(cli() + list(a), check=True, capture_output=True)  # noqa: E731
+    (tmp / "payload").write_bytes(b"racklet-sim bmc firmware 1.1.0\n")
+    run("bundle", "keygen", "--out", str(tmp / "keys"))
+    run("keys", "add", str(tmp / "keys" / "signing-key.pub.pem"), "--state-dir", str(srv.state_dir))
+    run("bundle", "create", str(tmp / "payload"), "--out", str(tmp / "b.rkb"), "--component", "bmc",
+        "--compatible", "racklet-sim", "--version", "1.1.0", "--security-version", "1")
+    run("bundle", "sign", str(tmp / "b.rkb"), "--key", str(tmp / "keys" / "signing-key.pem"))
+    c = srv.client()
+    with open(tmp / "b.rkb", "rb") as f:
+        r = c.post(srv.url + "/redfish/v1/UpdateService/update-multipart", files={
+            "UpdateParameters": (None, json.dumps({"Targets": ["/redfish/v1/Managers/Unit1-BMC"]}),
+                                 "application/json"),
+            "UpdateFile": ("b.rkb", f, "application/octet-stream")})
+    assert r.status_code == 202, r.text
+    wait_for(lambda: c.get(srv.url + r.headers["Location"]).status_code == 200, "the update task", timeout=30)
 
 
 def run_conformance(server, tools: str, outdir, venv) -> dict[str, dict]:
