@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import ssl
 import threading
 import time
 import urllib.parse
@@ -234,12 +235,22 @@ class Updater:
         through the bundle check, so a wrong file stops at its header."""
         out = os.path.join(staging_dir(self.state_dir), f"download-{task['id']}.partial")
         try:
-            _fetch_bundle(uri, out, delivery.ssl_context(self.state_dir), trusted_keys(self.store))
+            _fetch_bundle(uri, out, self._ssl(), trusted_keys(self.store))
         except bundle.BundleError as e:
             raise _TaskFailed("VerificationFailed", f"{uri}: {e.message}", [uri, firmware.RMC])
         except (OSError, ValueError) as e:
             raise _TaskFailed("TransferFailed", f"{uri}: {e}", [uri, firmware.RMC])
         return out
+
+    def _ssl(self):
+        """The rack's trust (system CAs + the trust file), unless an Administrator turned
+        VerifyRemoteServerCertificate off: then TLS still encrypts, but any certificate
+        passes (the bundle's own signature is checked all the same)."""
+        ctx = delivery.ssl_context(self.state_dir)
+        if self.store.get_meta("update_verify_remote", "1") == "0":
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        return ctx
 
     def _matching(self, manifest: dict) -> list[tuple[str, str]]:
         """No Targets: every device of the bundle's component and hardware."""
@@ -261,7 +272,7 @@ class Updater:
             return
         self._next_auto = now + max(AUTO_MIN_INTERVAL, settings["interval"])
         try:
-            urls = fetch_feed(settings["feed"], delivery.ssl_context(self.state_dir))
+            urls = fetch_feed(settings["feed"], self._ssl())
         except (OSError, ValueError) as e:
             log.warning("automatic updates: cannot read the feed %s: %s", settings["feed"], e)
             return
@@ -271,7 +282,7 @@ class Updater:
     def _auto_one(self, url: str, settings: dict) -> None:
         out = os.path.join(staging_dir(self.state_dir), "auto.partial")
         try:
-            manifest = _fetch_bundle(url, out, delivery.ssl_context(self.state_dir), trusted_keys(self.store))
+            manifest = _fetch_bundle(url, out, self._ssl(), trusted_keys(self.store))
         except (bundle.BundleError, OSError, ValueError) as e:
             log.warning("automatic updates: %s refused: %s", url, e)
             if os.path.exists(out):
