@@ -677,3 +677,43 @@ def test_the_dmtf_scripts_really_verify_the_rack_certificate(rack, tmp_path):
     assert r.returncode != 0
     assert "CERTIFICATE_VERIFY_FAILED" in r.stdout + r.stderr
     assert listed_versions(r.stdout) == {}
+
+
+# --- 5. automatic updates from an HTTPS feed (last: it stages a slot on every BMC) ------------------
+
+def test_automatic_updates_stage_newer_bundles_from_the_feed(rack, signing_key, image_servers):
+    trusted, _ = image_servers
+    c = rack.client()
+    bmcs = [f"Unit{n}-BMC" for n in range(1, 6)]
+    before = {d: slots(rack, d) for d in bmcs}
+    new = make_bundle(trusted.root, signing_key, "bmc", "9.0.0", name="bmc-auto.rkb")
+    make_bundle(trusted.root, None, "bmc", "9.9.9", name="bmc-unsigned.rkb")   # refused: no task from it
+    (trusted.root / "feed.json").write_text(json.dumps(
+        {"Bundles": ["bmc-unsigned.rkb", "bmc-auto.rkb", "http://127.0.0.1:9/plain.rkb"]}))
+    tasks = task_ids(rack)
+    r = c.patch(rack.url + SERVICE, json={"Oem": {"Racklet": {"AutomaticUpdates": {
+        "Enabled": True, "FeedURI": trusted.url("feed.json"), "IntervalSeconds": 3600}}}})
+    assert r.status_code == 200, r.text
+    try:
+        tid = wait_for(lambda: only_new_task(rack, tasks) if task_ids(rack) - tasks else None,
+                       "a task from the feed", timeout=30)
+        doc = wait_for(lambda: (lambda d: d if d["TaskState"] == "Pending" else None)(task(rack, tid)),
+                       "the automatic update staged", timeout=30)
+        assert "AwaitToActivate" in message_ids(doc)
+        assert task_ids(rack) - tasks == {tid}           # the unsigned bundle made none
+        assert "/plain.rkb" not in trusted.served         # nor was plain HTTP ever fetched
+        for d in bmcs:                                    # staged (OnReset, the default), nothing switched
+            now = slots(rack, d)
+            staged = [s for s, doc in now.items() if doc["Staged"]]
+            assert len(staged) == 1 and now[staged[0]]["Version"] == "9.0.0", (d, now)
+            assert active(now) == active(before[d])
+        # the next BMC reset is the one the staged slot waited for
+        r = c.post(rack.url + "/redfish/v1/Managers/Unit1-BMC/Actions/Manager.Reset",
+                   json={"ResetType": "GracefulRestart"})
+        assert r.status_code in (200, 204), r.text
+        wait_for(lambda: slots(rack, "Unit1-BMC")[active(slots(rack, "Unit1-BMC"))]["Version"] == "9.0.0",
+                 "Unit1-BMC on the automatic update", timeout=30)
+        assert new.sha256 == slots(rack, "Unit1-BMC")[active(slots(rack, "Unit1-BMC"))]["Oem"]["Racklet"]["Sha256"]
+    finally:
+        r = c.patch(rack.url + SERVICE, json={"Oem": {"Racklet": {"AutomaticUpdates": {"Enabled": False}}}})
+        assert r.status_code == 200
