@@ -210,3 +210,21 @@ def test_switching_a_bmc_slot_by_hand(srv):
     r = c.post(srv.url + f"{INVENTORY}/Unit3-BMC-A/Actions/SoftwareInventory.Activate", json={})
     assert r.status_code == 409 and "rollback" in r.json()["error"]["message"]
     assert c.get(mgr).json()["FirmwareVersion"] == "1.6.0"
+
+
+def test_update_progress_reaches_the_event_log(srv):
+    c = srv.client()
+    pem, _ = keypair(srv.tmp, "k-log")
+    subprocess.run(cli() + ["keys", "add", str(srv.tmp / "k-log" / "signing-key.pub.pem"),
+                            "--state-dir", str(srv.state_dir)], check=True, capture_output=True)
+    path = make_bundle(srv.tmp, "k-log", "bmc-log", "bmc", "1.7.0", 2, b"bmc 1.7.0 for the log\n")
+    r = push(srv, path, "/redfish/v1/Managers/Unit2-BMC")
+    assert r.status_code == 202, r.text
+    task = finished(srv, r.headers["Location"])
+    assert task["TaskState"] == "Completed"
+    entries = c.get(srv.url + "/redfish/v1/Managers/RMC/LogServices/EventLog/Entries").json()["Members"]
+    mine = [e for e in entries if e.get("Links", {}).get("OriginOfCondition", {}).get("@odata.id") == task["@odata.id"]]
+    got = [e["MessageId"].split(".", 1)[0] + "." + e["MessageId"].rsplit(".", 1)[1] for e in mine]
+    assert got == ["TaskEvent.TaskStarted", "Update.TransferringToComponent", "Update.VerifyingAtComponent",
+                   "Update.ApplyingOnComponent", "Update.UpdateSuccessful", "TaskEvent.TaskCompletedOK"]
+    assert [m["MessageId"] for m in task["Messages"]] == [e["MessageId"] for e in mine]

@@ -67,6 +67,8 @@ MESSAGES = {
     ("TaskEvent.1.0.5", "TaskProgressChanged"): ("OK", "The task with Id '%1' has changed to progress %2 percent complete."),
 }
 _BY_KEY = {key: (registry, key) for registry, key in MESSAGES}
+# The messages of long operations (firmware updates) that reach the journal from a Task.
+REGISTRY_KEYS = frozenset(key for registry, key in MESSAGES if registry.startswith(("Update.", "TaskEvent.")))
 
 
 def message(key: str, *args) -> dict:
@@ -121,7 +123,7 @@ _SINGLETONS = {
 }
 # The types the journal's origins have (the EventService's ResourceTypes).
 JOURNAL_RESOURCE_TYPES = ("AccountService", "Chassis", "ComputerSystem", "EventService", "LogService",
-                          "Manager", "ManagerAccount", "Outlet", "Sensor")
+                          "Manager", "ManagerAccount", "Outlet", "Sensor", "Task")
 
 
 def resource_type(origin: str) -> str | None:

@@ -193,7 +193,7 @@ class Updater:
         image = firmware.image_name(manifest)
         if apply == "OnReset":
             msgs = [events.message("AwaitToActivate", image, firmware.device_uri(t, c)) for t, c in targets]
-            self.store.update_task(task_id, state="Pending", percent=50, add_messages=msgs)
+            record(self.store, task_id, msgs, state="Pending", percent=50)
         else:
             self.store.update_task(task_id, percent=60)
             for target, component in targets:
@@ -214,11 +214,11 @@ class Updater:
         slot = "B" if fw["active"] == "A" else "A"
         if not self.store.begin_slot_write(target, component, slot, self.agent.wall()):
             raise _TaskFailed("ApplyFailed", f"slot {slot} of {uri} is on trial", [image, uri])
-        self.store.update_task(task_id, add_messages=[events.message("TransferringToComponent", image, uri)])
+        record(self.store, task_id, [events.message("TransferringToComponent", image, uri)])
         log.info("firmware %s/%s: writing %s into slot %s", target, component, image, slot)
         try:
             dev.write(slot, bundle.verified_payload(path, trusted, firmware.MAX_IMAGE_BYTES))
-            self.store.update_task(task_id, add_messages=[events.message("VerifyingAtComponent", image, uri)])
+            record(self.store, task_id, [events.message("VerifyingAtComponent", image, uri)])
             if dev.digest(slot) != manifest["sha256"]:
                 raise SlotError(f"slot {slot} reads back differently from what was written")
         except (SlotError, bundle.BundleError, OSError) as e:
@@ -333,8 +333,8 @@ class Updater:
         self.store.set_firmware(target, component, trial=slot, trial_since=None, task=task, staged=None, apply=None)
         image = self._image(target, component, slot)
         if task:
-            self.store.update_task(task, state="Running", percent=70, add_messages=[
-                events.message("ApplyingOnComponent", image, firmware.device_uri(target, component))])
+            record(self.store, task, [events.message("ApplyingOnComponent", image, firmware.device_uri(target, component))],
+                   state="Running", percent=70)
         log.info("firmware %s/%s: slot %s armed for one trial boot", target, component, slot)
         if component == "rmc":
             self._boot_rmc(dev)
@@ -440,19 +440,21 @@ class Updater:
             row = self.store.slot(target, component, slot)
             self.store.set_firmware(target, component, active=slot, trial=None, trial_since=None, task=None,
                                     floor=max(fw["floor"], row["security_version"] or 0))
-            self.agent.log.write("UpdateSuccessful", [uri, image], uri, _unit(target))
+            if not task:   # a task's messages reach the journal with the task (record)
+                self.agent.log.write("UpdateSuccessful", [uri, image], uri, _unit(target))
             log.info("firmware %s/%s: slot %s came up healthy; it is now the default", target, component, slot)
             if task:
-                self.store.update_task(task["id"], state="Completed", status="OK", percent=100, ended=self.agent.wall(),
-                                       add_messages=[events.message("UpdateSuccessful", uri, image),
-                                                     events.message("TaskCompletedOK", str(task["id"]))])
+                record(self.store, task["id"], [events.message("UpdateSuccessful", uri, image),
+                                                events.message("TaskCompletedOK", str(task["id"]))],
+                       state="Completed", status="OK", percent=100, ended=self.agent.wall())
             return
         dev.disarm()
         self.store.set_firmware(target, component, trial=None, trial_since=None, task=None)
         why = (f"{uri} did not come up healthy from slot {slot} within {self.trial_seconds:g} s"
                if timed_out else f"{uri} did not come up healthy from slot {slot}")
         log.warning("firmware %s/%s: %s; falling back to slot %s", target, component, why, fw["active"])
-        self.agent.log.write("ActivateFailed", [image, uri], uri, _unit(target))
+        if not task:
+            self.agent.log.write("ActivateFailed", [image, uri], uri, _unit(target))
         if component == "boot":   # the one-shot flag is spent: a power cycle boots the default
             self.agent._power_off(target)
             self.agent._power_on_or_log(target)
@@ -478,8 +480,8 @@ class Updater:
             return
         first = {"interrupted": ("ServiceShuttingDown", []), "internal": ("InternalError", [])}.get(key, (key, args or []))
         msgs = [events.message(first[0], *first[1]), events.message("TaskAborted", str(task["id"]))]
-        self.store.update_task(task["id"], state="Exception", status="Critical", ended=self.agent.wall(),
-                               add_messages=msgs, params={"reason": reason})
+        record(self.store, task["id"], msgs, state="Exception", status="Critical", ended=self.agent.wall(),
+               params={"reason": reason})
         log.warning("task %s failed: %s", task["id"], reason)
 
 
@@ -495,8 +497,23 @@ def _unit(target: str) -> str:
 
 def new_task(store, owner: str, params: dict, now: float) -> int:
     tid = store.add_task(owner, "Firmware update", params, [], now)
-    store.update_task(tid, add_messages=[events.message("TaskStarted", str(tid))])
+    record(store, tid, [events.message("TaskStarted", str(tid))])
     return tid
+
+
+TASKS = "/redfish/v1/TaskService/Tasks"
+
+
+def record(store, tid: int, messages: list[dict], **changes) -> None:
+    """Append ``messages`` to task ``tid`` (with any other changes) and write each one that
+    comes from the TaskEvent or Update registry to the event journal as well, so event
+    subscribers and the logs see an update progress (the task is its OriginOfCondition)."""
+    store.update_task(tid, add_messages=messages, **changes)
+    journal = events.Log(store)
+    for m in messages:
+        key = m["MessageId"].rsplit(".", 1)[1]
+        if key in events.REGISTRY_KEYS:
+            journal.write(key, m["MessageArgs"], f"{TASKS}/{tid}")
 
 
 # -- fetching over HTTPS ------------------------------------------------------------------------

@@ -260,10 +260,8 @@ def start_task(params: dict) -> int:
     except client.AgentUnavailable:
         result = {"state": "rejected", "message": "the rack agent did not answer"}
     if result["state"] != "done":
-        s.update_task(tid, state="Exception", status="Critical", ended=time.time(),
-                      add_messages=[message("ServiceTemporarilyUnavailable", 5),
-                                    events.message("TaskAborted", str(tid))],
-                      params={"reason": result["message"]})
+        updater.record(s, tid, [message("ServiceTemporarilyUnavailable", 5), events.message("TaskAborted", str(tid))],
+                       state="Exception", status="Critical", ended=time.time(), params={"reason": result["message"]})
         if params.get("bundle"):
             _unlink(params["bundle"])
         raise RedfishError.of(503, "ServiceTemporarilyUnavailable", 5, headers={"Retry-After": "5"})
@@ -492,7 +490,7 @@ def activation(target: str, component: str, slot: str) -> int:
     s = store()
     tid = s.add_task(principal().username, "Firmware activation",
                      {"activate": [target, component, slot]}, [], time.time(), state="Running")
-    s.update_task(tid, add_messages=[events.message("TaskStarted", str(tid))])
+    updater.record(s, tid, [events.message("TaskStarted", str(tid))])
     try:
         result = client.run_command(s, state_dir(), firmware.RMC, f"activate:{target}:{component}:{slot}:{tid}")
     except client.AgentUnavailable:
