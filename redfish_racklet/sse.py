@@ -45,6 +45,7 @@ from .agent.events import resource_type
 from .messages import BASE_MESSAGES, BASE_REGISTRY
 
 SSE_PATH = "/redfish/v1/EventService/SSE"
+PORT_META = "sse_port"   # in the store's meta while the listener runs: the API advertises it
 MAX_STREAMS = int(os.environ.get("RACKLET_SSE_MAX_STREAMS", "100"))  # concurrent streams (then 503)
 # EVENT_TYPE and iso: the same as the push subscribers' events (agent/delivery.py)
 

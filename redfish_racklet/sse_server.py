@@ -19,7 +19,7 @@ from urllib.parse import parse_qsl, unquote
 from . import auth, mtls
 from .auth import BasicCache, Principal, login, parse_basic, principal_of
 from .messages import RedfishError
-from .sse import (MAX_STREAMS, SSE_PATH, Filter, FilterError, buffer_exceeded_doc, event_doc, sse_bytes,
+from .sse import (MAX_STREAMS, PORT_META, SSE_PATH, Filter, FilterError, buffer_exceeded_doc, event_doc, sse_bytes,
                   uri)
 from .store import Store
 from .web import EVERY_RESPONSE as _EVERY_RESPONSE
@@ -359,6 +359,7 @@ async def run(state_dir: str, bind: str, port: int, require_client_cert: bool = 
     server = await asyncio.start_server(hub.handle, bind, port, ssl=base, limit=MAX_HEAD_BYTES,
                                         ssl_handshake_timeout=HEADER_TIMEOUT, reuse_address=True,
                                         backlog=256)
+    store.set_meta(PORT_META, str(port))   # the EventService's ServerSentEventUri names it
     poller = asyncio.ensure_future(hub.poll())
     print(f"redfish-racklet: server-sent events on {uri(bind, port)}", file=sys.stderr, flush=True)
     stop = asyncio.Event()
@@ -369,6 +370,7 @@ async def run(state_dir: str, bind: str, port: int, require_client_cert: bool = 
         await stop.wait()
     finally:
         poller.cancel()
+        store.set_meta(PORT_META, "")
         server.close()
         for s in list(hub.streams):
             s.done.set()

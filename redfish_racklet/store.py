@@ -584,7 +584,7 @@ class Store(UpdateRecords):
     # -- factory reset ------------------------------------------------------------
     def factory_wipe(self, admin: str, admin_hash: str) -> None:
         """One transaction: forget people, settings, logs and identity (see factory.py)."""
-        keep_meta = ("schema_version", "rack_info")
+        keep_meta = ("schema_version", "rack_info", "sse_port")
         with self.tx() as t:
             for table in ("sessions", "accounts", "log", "unit_settings", "subscriptions", "signing_keys", "tasks"):
                 t.execute(f"DELETE FROM {table}")

@@ -410,3 +410,24 @@ def test_uri():
     assert sse.uri("127.0.0.1", 8444) == "https://127.0.0.1:8444/redfish/v1/EventService/SSE"
     assert sse.uri("::1", 8444) == "https://[::1]:8444/redfish/v1/EventService/SSE"
     assert resource_type("/redfish/v1/Chassis/Unit1/Sensors/Temp") == "Sensor"
+
+
+def test_the_event_service_advertises_the_stream(srv):
+    """A client finds the stream where EventService says it is, and reads events from it
+    with the same credentials as the API (requests, streaming)."""
+    doc = srv.get("/redfish/v1/EventService").json()
+    uri = doc["ServerSentEventUri"]
+    assert uri == f"https://127.0.0.1:{srv.sse_port}{sse.SSE_PATH}"
+    assert doc["SSEFilterPropertiesSupported"]["RegistryPrefix"] is True
+    c = srv.client()
+    with c.get(uri, stream=True, timeout=10, headers={"Accept": "text/event-stream"},
+               params={"$filter": "MessageId eq 'ResourceEvent.1.4.3.ResourceRemoved'"}) as r:
+        assert r.status_code == 200 and r.headers["Content-Type"].startswith("text/event-stream")
+        sim(srv, "unplug", "Unit3")
+        try:
+            data = next(line for line in r.iter_lines(decode_unicode=True) if line.startswith("data: "))
+        finally:
+            sim(srv, "plug", "Unit3")
+    record = json.loads(data[len("data: "):])["Events"][0]
+    assert record["MessageId"].endswith("ResourceRemoved") and record["OriginOfCondition"]["@odata.id"].endswith(
+        "Unit3")

@@ -1,5 +1,6 @@
 """EventService and its push subscriptions (EventDestination); delivery is the agent's
-(``agent/delivery.py``). No ServerSentEventUri is advertised here (SSE comes separately).
+(``agent/delivery.py``); ``ServerSentEventUri`` names the SSE listener (``sse.py``), a process of
+its own on its own port, while it runs.
 
 - ``/redfish/v1/EventService``: retry settings (PATCH), what can be subscribed to, and
   ``SubmitTestEvent``, which writes its event to the journal like any other event.
@@ -18,6 +19,7 @@ import time
 from flask import request
 from flask_smorest import Blueprint
 
+from .. import sse
 from ..agent import delivery, events
 from ..messages import RedfishError, message
 from ..privileges import declare
@@ -58,7 +60,7 @@ def retry_settings() -> tuple[int, int]:
 
 def service_doc() -> dict:
     attempts, interval = retry_settings()
-    return {
+    doc = {
         "@odata.id": SERVICE,
         "@odata.type": odata_type("EventService"),
         "Id": "EventService",
@@ -74,6 +76,12 @@ def service_doc() -> dict:
         "Subscriptions": {"@odata.id": SUBSCRIPTIONS},
         "Actions": {f"#{SUBMIT}": {"target": f"{SERVICE}/Actions/{SUBMIT}"}},
     }
+    port = store().get_meta(sse.PORT_META)
+    if port:   # the SSE listener runs (a process of its own, on its own port: see sse.py)
+        doc["ServerSentEventUri"] = sse.uri(request.host.rsplit(":", 1)[0] if not request.host.endswith("]")
+                                            else request.host, int(port))
+        doc["SSEFilterPropertiesSupported"] = {p: True for p in sse.FILTER_PROPERTIES}
+    return doc
 
 
 def destination_doc(sub: dict) -> dict:
@@ -212,8 +220,7 @@ def _subscription(sub_id: str) -> dict:
 @blp.route(SERVICE)
 class EventService(RedfishView):
     entity = "EventService"
-    privileges = declare(entity, "GET", "PATCH")
-    cacheable = True
+    privileges = declare(entity, "GET", "PATCH")  # ServerSentEventUri names the Host asked: not cacheable
 
     def get(self):
         return service_doc()
