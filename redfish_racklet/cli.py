@@ -103,15 +103,17 @@ change the running simulated rack, as a hand at the rack would:
   unplug UNIT          pull it out (its rail goes off; its desired power state is kept)
   load UNIT FRACTION   set its CPU load, 0 (idle, ~2.7 W) to 1 (busy, ~6.6 W)
   fail UNIT PART       make a part stop answering: power, temperature (or: fail Rack fan)
-  heal UNIT PART       make it answer again"""
+  heal UNIT PART       make it answer again
+  heat UNIT CELSIUS    add 0..60 °C to a unit's board temperature at once (or: heat Rack C, the air)"""
 
 
 def _sim(args) -> int:
     from .agent import client
 
     value = args.value
-    if args.op in ("load", "fail", "heal") and value is None:
-        print(f"redfish-racklet sim {args.op}: give a {'FRACTION' if args.op == 'load' else 'PART'}",
+    if args.op in ("load", "fail", "heal", "heat") and value is None:
+        print(f"redfish-racklet sim {args.op}: give a "
+              f"{ {'load': 'FRACTION', 'heat': 'CELSIUS'}.get(args.op, 'PART')}",
               file=sys.stderr)
         return 2
     if args.op == "load":
@@ -386,9 +388,9 @@ def parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("sim", help="change the running simulated rack (plug, unplug, load, fail, heal)",
                         description=SIM_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     state(sp)
-    sp.add_argument("op", choices=["plug", "unplug", "load", "fail", "heal"])
+    sp.add_argument("op", choices=["plug", "unplug", "load", "fail", "heal", "heat"])
     sp.add_argument("unit", metavar="UNIT", help="unit id, e.g. Unit3 (Rack for the fan)")
-    sp.add_argument("value", nargs="?", metavar="VALUE", help="load fraction, or the part that fails")
+    sp.add_argument("value", nargs="?", metavar="VALUE", help="load fraction, the part that fails, or °C of heat")
 
     sp = sub.add_parser("factory-reset", help="power the units down and forget every account, setting, "
                         "log and certificate: a new rack identity (between two classes)")

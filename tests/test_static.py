@@ -50,9 +50,12 @@ def test_oem_schema_parses_and_json_schema_matches():
     import xml.etree.ElementTree as ET
     ET.parse(ROOT / "schemas" / "Racklet_v1.xml")
     js = json.loads((ROOT / "schemas" / "Racklet.v1_0_0.json").read_text())
-    props = set(js["definitions"]["ComputerSystem"]["properties"]) - {"@odata.type"}
     xml = (ROOT / "schemas" / "Racklet_v1.xml").read_text()
-    assert props == set(re.findall(r'<Property Name="(\w+)"', xml))
+    csdl = {name: set(re.findall(r'<Property Name="(\w+)"', body))
+            for name, body in re.findall(r'<ComplexType Name="(\w+)"[^>]*>(.*?)</ComplexType>', xml, re.S)}
+    json_types = {name: set(d["properties"]) - {"@odata.type"} for name, d in js["definitions"].items()}
+    assert csdl == json_types
+    assert {"ComputerSystem", "UpdateService", "SoftwareInventory", "Task"} <= set(csdl)
 
 
 def test_every_route_and_method_declares_privileges(tmp_path):

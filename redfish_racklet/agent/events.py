@@ -45,6 +45,18 @@ MESSAGES = {
     ("AccountSecurity.1.0.1", "PasswordModified"): ("OK", "The password for account '%1' was changed."),
     ("AccountSecurity.1.0.1", "ManagerAccountRoleChanged"): (
         "OK", "Account '%1' has changed from role '%2' to '%3'."),
+    # Threshold crossings (agent/main.py, thresholds.py).
+    ("SensorEvent.1.1.0", "ReadingAboveUpperCautionThreshold"): ("Warning", "Sensor '%1' reading of %2 (%3) is above the %4 upper caution threshold."),
+    ("SensorEvent.1.1.0", "ReadingAboveUpperCriticalThreshold"): ("Critical", "Sensor '%1' reading of %2 (%3) is above the %4 upper critical threshold."),
+    ("SensorEvent.1.1.0", "ReadingAboveUpperFatalThreshold"): ("Critical", "Sensor '%1' reading of %2 (%3) is above the %4 upper fatal threshold."),
+    ("SensorEvent.1.1.0", "ReadingBelowLowerCautionThreshold"): ("Warning", "Sensor '%1' reading of %2 (%3) is below the %4 lower caution threshold."),
+    ("SensorEvent.1.1.0", "ReadingBelowLowerCriticalThreshold"): ("Critical", "Sensor '%1' reading of %2 (%3) is below the %4 lower critical threshold."),
+    ("SensorEvent.1.1.0", "ReadingBelowLowerFatalThreshold"): ("Critical", "Sensor '%1' reading of %2 (%3) is below the %4 lower fatal threshold."),
+    ("SensorEvent.1.1.0", "ReadingBelowUpperFatalThreshold"): ("Critical", "Sensor '%1' reading of %2 (%3) is now below the %4 upper fatal threshold but remains outside of normal range."),
+    ("SensorEvent.1.1.0", "ReadingBelowUpperCriticalThreshold"): ("Warning", "Sensor '%1' reading of %2 (%3) is now below the %4 upper critical threshold but remains outside of normal range."),
+    ("SensorEvent.1.1.0", "ReadingAboveLowerFatalThreshold"): ("Critical", "Sensor '%1' reading of %2 (%3) is now above the %4 lower fatal threshold but remains outside of normal range."),
+    ("SensorEvent.1.1.0", "ReadingAboveLowerCriticalThreshold"): ("Warning", "Sensor '%1' reading of %2 (%3) is now above the %4 lower critical threshold but remains outside of normal range."),
+    ("SensorEvent.1.1.0", "SensorReadingNormalRange"): ("OK", "Sensor '%1' reading of %2 (%3) is within normal operating range."),
     # Firmware updates and their tasks (agent/updater.py, resources/update_service.py).
     ("Update.1.3.0", "TargetDetermined"): ("OK", "The target device '%1' will be updated with image '%2'."),
     ("Update.1.3.0", "TransferringToComponent"): ("OK", "Image '%1' is being transferred to '%2'."),

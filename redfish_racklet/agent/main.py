@@ -21,7 +21,7 @@ from typing import Callable
 from ..drivers.smbus import ChipError
 from ..manifest import Manifest
 from ..store import Store
-from .. import factory
+from .. import factory, thresholds
 from . import FACTORY_RESET, SOCKET_NAME, UPDATE_PREFIX, delivery, events, hardware, power, sampling, updater
 from .energy import Integrator, Window
 from .fan import FanCurve
@@ -64,6 +64,7 @@ class Agent:
         self.rack_energy = Integrator()
         self.windows = {uid: Window() for uid in list(self.hw) + [RACK]}
         self._rack_failing: set[str] = set()
+        self.bands: dict[tuple[str, str], str | None] = {}  # (unit, kind) -> threshold band (thresholds.py)
         self.log = events.Log(store, lambda: self.wall())
         self.state_dir: str | None = None  # where the keys live (for a factory reset)
         self.updater: updater.Updater | None = None  # firmware updates (when the rack has slots)
@@ -262,12 +263,39 @@ class Agent:
             else:
                 self.log.write("ResourceStatusChangedWarning", [where, "Warning"], where,
                                "" if uid == RACK else uid)
+        self._log_crossings(sweep)
         for uid, r in sweep.items():
             window = self.windows[uid]
             if r["power"] is not None:
                 window.add(now, r["power"])
             r["power_min"], r["power_avg"], r["power_max"] = window.summary()
         self.store.write_readings(sweep, self.wall())
+
+    def _log_crossings(self, sweep: dict) -> None:
+        """One SensorEvent per threshold crossing (with hysteresis: thresholds.py). A unit's
+        rail voltage is judged only while its rail is on."""
+        for uid, r in sweep.items():
+            for kind in ("temperature", "voltage"):
+                limits = THRESHOLDS[(uid == RACK, kind)]
+                reading = r.get(kind)
+                if kind == "voltage" and uid != RACK and not self._rail_on(uid):
+                    reading = None
+                before = self.bands.get((uid, kind))
+                after = thresholds.band(limits, reading, before, thresholds.HYSTERESIS[kind])
+                move = thresholds.crossing(limits, before, after)
+                if move is None:
+                    continue
+                self.bands[(uid, kind)] = after
+                key, limit = move
+                where = _sensor(uid, kind)
+                args = [where, f"{reading:.2f}", READING_UNITS[kind]] + ([] if limit is None else [f"{limit:g}"])
+                self.log.write(key, args, where, "" if uid == RACK else uid)
+
+    def _rail_on(self, uid: str) -> bool:
+        try:
+            return self.hw[uid].get()
+        except OSError:   # lines that do not answer (reported by observe): no judgement
+            return False
 
     def _rack(self, sweep: dict, now: float, changes: list) -> dict:
         """The busbar (the sum of the rails), the rack air and the fan, which it drives."""
@@ -419,7 +447,8 @@ class Agent:
         rack = self.hardware.sim
         if rack is None:
             return {"state": "rejected", "message": "this rack is not simulated"}
-        if uid not in self.hw and not (op in ("fail", "heal") and value == "fan"):
+        if uid not in self.hw and not (op in ("fail", "heal") and value == "fan") and \
+                not (op == "heat" and uid == RACK):
             return {"state": "rejected", "message": f"no unit {uid!r} in this rack"}
         try:
             if op in ("plug", "unplug"):
@@ -428,6 +457,8 @@ class Agent:
                 rack.set_load(uid, float(value))
             elif op in ("fail", "heal"):
                 rack.fail(uid, str(value), op == "fail")
+            elif op == "heat":
+                rack.heat(uid, float(value))
             else:
                 return {"state": "rejected", "message": f"unknown simulation command {op!r}"}
         except (ValueError, TypeError) as e:
@@ -442,7 +473,11 @@ def _chassis(uid: str) -> str:
 
 
 # The Sensor resource that shows a part's readings (the API's ids).
-SENSOR_IDS = {"power": "Power", "temperature": "Temperature", "fan": "Fan1"}
+SENSOR_IDS = {"power": "Power", "temperature": "Temperature", "fan": "Fan1", "voltage": "Voltage"}
+# (is the rack, reading kind) -> its thresholds (the API's Sensor documents show the same)
+THRESHOLDS = {(False, "temperature"): thresholds.PI4_BOARD_C, (False, "voltage"): thresholds.RAIL_5V,
+              (True, "temperature"): thresholds.RACK_AIR_C, (True, "voltage"): thresholds.RAIL_5V}
+READING_UNITS = {"temperature": "Cel", "voltage": "V"}
 
 
 def _sensor(uid: str, part: str) -> str:

@@ -18,6 +18,7 @@ Every step is saved in the store first; ``start`` resolves what a crash interrup
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import queue
@@ -29,15 +30,15 @@ import urllib.request
 from dataclasses import dataclass
 
 from .. import bundle, firmware
+from ..updates import (AUTO_MIN_INTERVAL, auto_settings, check_image_uri, new_task, record, staging_dir,
+                       trusted_keys)
 from ..drivers.slots import SlotError
 from . import delivery, events
 
 log = logging.getLogger("racklet.agent")
 
-STAGING = "staging"          # in the state directory: uploads and downloads waiting for the agent
 FETCH_TIMEOUT = 30.0         # seconds of silence before a download is given up
 DEFAULT_TRIAL_SECONDS = 120.0
-AUTO_MIN_INTERVAL = 60.0
 
 
 @dataclass
@@ -45,16 +46,6 @@ class Activation:
     target: str
     component: str
     task: int | None
-
-
-def staging_dir(state_dir: str) -> str:
-    path = os.path.join(state_dir, STAGING)
-    os.makedirs(path, mode=0o700, exist_ok=True)
-    return path
-
-
-def trusted_keys(store) -> dict:
-    return {k["id"]: bundle.load_public_key(k["pem"]) for k in store.signing_keys()}
 
 
 class Updater:
@@ -495,38 +486,7 @@ def _unit(target: str) -> str:
     return "" if target == firmware.RMC else target
 
 
-def new_task(store, owner: str, params: dict, now: float) -> int:
-    tid = store.add_task(owner, "Firmware update", params, [], now)
-    record(store, tid, [events.message("TaskStarted", str(tid))])
-    return tid
-
-
-TASKS = "/redfish/v1/TaskService/Tasks"
-
-
-def record(store, tid: int, messages: list[dict], **changes) -> None:
-    """Append ``messages`` to task ``tid`` (with any other changes) and write each one that
-    comes from the TaskEvent or Update registry to the event journal as well, so event
-    subscribers and the logs see an update progress (the task is its OriginOfCondition)."""
-    store.update_task(tid, add_messages=messages, **changes)
-    journal = events.Log(store)
-    for m in messages:
-        key = m["MessageId"].rsplit(".", 1)[1]
-        if key in events.REGISTRY_KEYS:
-            journal.write(key, m["MessageArgs"], f"{TASKS}/{tid}")
-
-
 # -- fetching over HTTPS ------------------------------------------------------------------------
-
-def check_image_uri(uri: str) -> str | None:
-    """Why ``uri`` may not be fetched, or None: https only, with a host."""
-    parts = urllib.parse.urlsplit(uri)
-    if parts.scheme.lower() != "https":
-        return "only https:// image locations are accepted"
-    if not parts.hostname:
-        return "the image location has no host"
-    return None
-
 
 def _open(uri: str, ctx):
     problem = check_image_uri(uri)
@@ -565,7 +525,6 @@ FEED_MAX = 64 * 1024
 def fetch_feed(uri: str, ctx) -> list[str]:
     """The automatic-update feed: a JSON object ``{"Bundles": ["https://…", …]}`` (relative
     locations resolve against the feed's); at most 16 entries, https only."""
-    import json
     with _open(uri, ctx) as r:
         raw = r.read(FEED_MAX + 1)
     if len(raw) > FEED_MAX:
@@ -576,12 +535,3 @@ def fetch_feed(uri: str, ctx) -> list[str]:
         raise ValueError('the feed is not {"Bundles": [...]}')
     urls = [urllib.parse.urljoin(uri, i) for i in items[:16]]
     return [u for u in urls if check_image_uri(u) is None]
-
-
-AUTO_DEFAULTS = {"enabled": False, "feed": None, "interval": 3600, "apply_time": "OnReset"}
-
-
-def auto_settings(store) -> dict:
-    import json
-    raw = store.get_meta("auto_updates")
-    return {**AUTO_DEFAULTS, **(json.loads(raw) if raw else {})}

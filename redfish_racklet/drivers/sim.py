@@ -143,6 +143,7 @@ class SimTray:
         self.tmp = self.bus.attach(self.TMP_ADDR, FakeTMP102(sim_physics.AMBIENT_C))
         self.thermal = sim_physics.Thermal()
         self.noise = sim_physics.Noise(seed)
+        self.hot_c = 0.0   # a hot spot (a blocked vent): added to the board's temperature at once
 
     def watts(self) -> float:
         return self.physics.power_for(self.unit.state(), self.load)
@@ -152,14 +153,14 @@ class SimTray:
         watts = self.watts()
         celsius = self.thermal.advance(self.clock(), watts,
                                        self.physics.AMBIENT_C if ambient is None else ambient)
-        self.physics.feed(self.ina, self.tmp, watts, celsius, self.noise)
+        self.physics.feed(self.ina, self.tmp, watts, celsius + self.hot_c, self.noise)
 
 
 class SimRack:
     """The whole simulated rack: its trays, and the air in it that the fan cools.
 
     A hand at the rack: ``plug``/``unplug`` a unit, change its ``load``, make a sensor
-    ``fail`` (NACK) or ``heal``. The rack air warms with the units' power and cools
+    ``fail`` (NACK) or ``heal``, ``heat`` a board or the rack air. The rack air warms with the units' power and cools
     with the fan's speed; the units' boards take the rack air as their ambient.
     """
 
@@ -169,6 +170,7 @@ class SimRack:
         from . import sim_physics
         self.trays, self.clock, self.fan = trays, clock, fan
         self.air = sim_physics.RackAir()
+        self.hot_c = 0.0   # extra heat in the rack air (a blocked intake)
 
     def plug(self, uid: str, present: bool) -> None:
         self.trays[uid].unit.plug(present)
@@ -177,6 +179,16 @@ class SimRack:
         if not 0.0 <= load <= 1.0:
             raise ValueError("load is a fraction of full load, 0 to 1")
         self.trays[uid].load = load
+
+    def heat(self, uid: str, celsius: float) -> None:
+        """Add ``celsius`` (0 to 60) to a unit's board temperature, or to the rack air
+        (``Rack``), at once: a blocked vent, to watch thresholds being crossed."""
+        if not 0.0 <= celsius <= 60.0:
+            raise ValueError("heat is 0 to 60 °C above what the physics gives")
+        if uid == "Rack":
+            self.hot_c = celsius
+        else:
+            self.trays[uid].hot_c = celsius
 
     def fail(self, uid: str, part: str, failing: bool) -> None:
         """Make a part NACK (every access raises ENXIO, as an absent chip does) or answer again."""
@@ -198,7 +210,7 @@ class SimRack:
         now = self.clock()
         total = sum(self.trays[u].watts() for u in self.trays)
         fan_fraction = self.fan.speed_fraction() if self.fan is not None else 1.0
-        celsius = self.air.advance(now, total, fan_fraction)
+        celsius = self.air.advance(now, total, fan_fraction) + self.hot_c
         if self.fan is not None:
             self.fan.celsius = celsius
         for tray in self.trays.values():

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from flask_smorest import Blueprint
 
 from ..privileges import declare
+from ..thresholds import PI4_BOARD_C, RACK_AIR_C, RAIL_5V
 from ..web import RedfishView, collection
 from .common import not_found, odata_type, store
 
@@ -28,17 +29,7 @@ FAN_ID = "Fan1"            # the rack fan: Sensor id and ThermalSubsystem/Fans i
 JOULES_PER_KWH = 3.6e6
 AVERAGING_INTERVAL = "PT1M"  # the agent's power_min/avg/max window (PowerMetrics IntervalInMin 1)
 
-# Thresholds, as (Sensor.Thresholds name, reading). Upper ones trip when rising,
-# lower ones when falling.
-# A Raspberry Pi 4 throttles its SoC at 80 °C (soft) and 85 °C (hard); the board
-# sensor sits beside it, so caution at 70, critical at 80, fatal at 85.
-PI4_BOARD_C = (("UpperCaution", 70.0), ("UpperCritical", 80.0), ("UpperFatal", 85.0))
-# A 5 V USB rail: ±5 % is the USB tolerance; a Pi 4 flags under-voltage below 4.63 V.
-RAIL_5V = (("LowerCritical", 4.63), ("LowerCaution", 4.75), ("UpperCaution", 5.25),
-           ("UpperCritical", 5.5))
-# The air in the rack: a Pi 4 is rated for 0–50 °C ambient.
-RACK_AIR_C = (("UpperCaution", 40.0), ("UpperCritical", 45.0), ("UpperFatal", 50.0))
-
+# Thresholds, as (Sensor.Thresholds name, reading): ``thresholds`` (the agent logs their crossings).
 # Thresholds name -> the legacy Power/Thermal property for the same limit.
 LEGACY_THRESHOLDS = {
     "UpperCaution": "UpperThresholdNonCritical", "UpperCritical": "UpperThresholdCritical",

@@ -29,7 +29,8 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.formparser import parse_form_data
 
 from .. import bundle, firmware
-from ..agent import client, events, updater
+from .. import updates as updater
+from ..agent import client, events
 from ..messages import RedfishError, message
 from ..privileges import declare
 from ..web import RedfishView, collection, json_body, json_response

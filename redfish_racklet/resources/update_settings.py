@@ -15,7 +15,7 @@ import json
 import time
 
 from .. import bundle
-from ..agent import updater
+from .. import updates as updater
 from ..messages import RedfishError, message
 from ..store_updates import MAX_SIGNING_KEYS
 from ..web import check_tree, value_error
