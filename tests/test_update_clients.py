@@ -29,7 +29,6 @@ import re
 import shutil
 import ssl
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -43,6 +42,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from redfish_racklet import bundle
 
+from .clients import CLIENT_SECONDS, TOOLS, client_env, dmtf_script, run_dmtf
 from .conftest import ADMIN_PASSWORD, TEST_MANIFEST, Server, ids, start_server, wait_for
 
 SERVICE = "/redfish/v1/UpdateService"
@@ -53,19 +53,8 @@ TASKS = "/redfish/v1/TaskService/Tasks"
 MONITOR = re.compile(r"/redfish/v1/TaskService/TaskMonitors/([1-9][0-9]*)")
 ENDED = ("Completed", "Exception", "Killed", "Cancelled")
 UPDATE_SECONDS = 60.0      # bound on one whole update (write, verify, reset, trial) on a busy machine
-CLIENT_SECONDS = 120.0     # bound on one client run (it includes the update)
 HARDWARE = "racklet-sim"
-TOOLS = Path(sys.prefix) / "bin"
 
-# Runs a DMTF script with the rack's CA: ``python -c LAUNCHER CA SCRIPT ARGS...``.
-LAUNCHER = """
-import functools, runpy, sys
-import redfish
-ca, script = sys.argv[1], sys.argv[2]
-sys.argv = [script] + sys.argv[3:]
-redfish.redfish_client = functools.partial(redfish.redfish_client, cafile=ca)
-runpy.run_path(script, run_name="__main__")
-"""
 
 
 # --- the rack and its signing key -------------------------------------------------------------
@@ -96,13 +85,6 @@ def rack(tmp_path_factory, signing_key) -> Iterator[Server]:
         yield srv
     finally:
         srv.stop()
-
-
-def client_env() -> dict[str, str]:
-    """The environment for client processes: no proxy may sit between them and 127.0.0.1."""
-    env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
-    env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1"
-    return env
 
 
 # --- bundles -----------------------------------------------------------------------------------
@@ -340,23 +322,6 @@ def test_curl_push_with_a_wrong_password_is_refused_before_any_task(rack, signin
 
 
 # --- 2. DMTF rf_update.py ------------------------------------------------------------------------
-
-def dmtf_script(name: str) -> Path:
-    path = TOOLS / name
-    if not path.exists():
-        pytest.skip(f"{name} (DMTF redfish-utilities) is not installed: pip install redfish-utilities")
-    return path
-
-
-def run_dmtf(server: Server, script: Path, *args: str, cwd: Path, ca: str | None = None
-             ) -> subprocess.CompletedProcess:
-    """Run a DMTF script against the rack with TLS verified against ``ca`` (the rack's CA
-    by default)."""
-    return subprocess.run(
-        [sys.executable, "-c", LAUNCHER, ca or server.ca, str(script),
-         "-u", "admin", "-p", server.password, "-r", server.url, *args],
-        capture_output=True, text=True, timeout=CLIENT_SECONDS, cwd=cwd, env=client_env())
-
 
 def terminal_text(out: str) -> str:
     """What a terminal would leave readable: progress lines end in CR and clear the line

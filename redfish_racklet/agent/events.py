@@ -58,6 +58,7 @@ MESSAGES = {
     ("SensorEvent.1.1.0", "ReadingAboveLowerCriticalThreshold"): ("Warning", "Sensor '%1' reading of %2 (%3) is now above the %4 lower critical threshold but remains outside of normal range."),
     ("SensorEvent.1.1.0", "SensorReadingNormalRange"): ("OK", "Sensor '%1' reading of %2 (%3) is within normal operating range."),
     # Firmware updates and their tasks (agent/updater.py, resources/update_service.py).
+    ("Update.1.3.0", "NoTargetsDetermined"): ("OK", "No target device will be updated with image '%1'."),
     ("Update.1.3.0", "TargetDetermined"): ("OK", "The target device '%1' will be updated with image '%2'."),
     ("Update.1.3.0", "TransferringToComponent"): ("OK", "Image '%1' is being transferred to '%2'."),
     ("Update.1.3.0", "VerifyingAtComponent"): ("OK", "Image '%1' is being verified at '%2'."),

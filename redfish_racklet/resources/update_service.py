@@ -371,7 +371,26 @@ def _parse_params(form, upload: Upload) -> dict:
 
 def _bundle_refused(e: bundle.BundleError) -> RedfishError:
     return RedfishError(400, [events.message("VerificationFailed", "UpdateFile", firmware.RMC)],
-                        headers={"Connection": "close"}, text=f"bundle refused ({e.reason}): {e.message}")
+                        text=f"bundle refused ({e.reason}): {e.message}")
+
+
+DRAIN_MAX = 8 * 1024 * 1024
+
+
+def _drain() -> None:
+    """Read and drop what a refused upload still sends (up to DRAIN_MAX): a client that is
+    still sending when the server closes gets a reset instead of the answer. Beyond that
+    the connection is closed without reading more (an endless upload ends there)."""
+    stream = request.environ.get("wsgi.input")
+    left = DRAIN_MAX
+    while stream is not None and left > 0:
+        try:
+            chunk = stream.read(min(65536, left))
+        except OSError:
+            return
+        if not chunk:
+            return
+        left -= len(chunk)
 
 
 def receive_push() -> tuple[dict, str, dict]:
@@ -379,7 +398,7 @@ def receive_push() -> tuple[dict, str, dict]:
     if request.mimetype != "multipart/form-data":
         raise RedfishError.of(415, "HeaderInvalid", f"Content-Type: {request.content_type or ''}")
     if request.content_length is not None and request.content_length > UPLOAD_MAX:
-        raise RedfishError(413, [message("PayloadTooLarge")], headers={"Connection": "close"})
+        raise RedfishError(413, [message("PayloadTooLarge")])
     upload = Upload(updater.staging_dir(state_dir()), _trusted())
     try:
         _stream, form, _files = parse_form_data(request.environ, stream_factory=upload.factory, silent=False,
@@ -389,20 +408,22 @@ def receive_push() -> tuple[dict, str, dict]:
         manifest = upload.finish()
     except bundle.BundleError as e:
         upload.discard()
+        _drain()
         raise _bundle_refused(e) from None
     except RequestEntityTooLarge:
         upload.discard()
-        raise RedfishError(413, [message("PayloadTooLarge")], headers={"Connection": "close"}) from None
+        _drain()
+        raise RedfishError(413, [message("PayloadTooLarge")]) from None
     except OSError as e:
         upload.discard()
         if e.errno in (28, 122):   # ENOSPC, EDQUOT
-            raise RedfishError(507, [message("InsufficientStorage")], headers={"Connection": "close"},
+            raise RedfishError(507, [message("InsufficientStorage")],
                                text="the staging area is full: the bundle was not kept") from None
-        raise RedfishError(400, [message("UnrecognizedRequestBody")], headers={"Connection": "close"},
+        raise RedfishError(400, [message("UnrecognizedRequestBody")],
                            text="the upload was cut short") from None
     except ValueError:
         upload.discard()
-        raise RedfishError(400, [message("UnrecognizedRequestBody")], headers={"Connection": "close"},
+        raise RedfishError(400, [message("UnrecognizedRequestBody")],
                            text="the multipart body is malformed") from None
     except BaseException:
         upload.discard()
@@ -439,7 +460,7 @@ class MultipartPush(RedfishView):
         try:
             params = update_parameters(raw, "multipart update", UPDATE_PARAMETERS)
             targets = check_targets(manifest, params)
-        except RedfishError:
+        except BaseException:   # refused (or failed): the staged bundle goes at once
             _unlink(path)
             raise
         tid = start_task({"bundle": path, "targets": targets, "apply_time": params["apply_time"],
