@@ -9,6 +9,7 @@ import asyncio
 import json
 import logging
 import os
+import secrets
 import signal
 import ssl
 import sys
@@ -108,6 +109,7 @@ class Stream:
     def __init__(self, writer: asyncio.StreamWriter, creds: Credentials, flt: Filter | None, last: int):
         self.writer, self.creds, self.filter, self.last = writer, creds, flt, last
         self.done = asyncio.Event()
+        self.sub_id = 0   # its EventDestination (Subscriptions member)
 
 
 class Hub:
@@ -120,6 +122,7 @@ class Hub:
         self.generation = None
         self.basic_cache = BasicCache()
         self.pool = ThreadPoolExecutor(2, thread_name_prefix="sse-auth")  # scrypt off the loop
+        self.subscriptions: set[int] = set()   # the EventDestinations of the open streams
 
     def _max_id(self) -> int:
         return self.store.conn().execute("SELECT COALESCE(MAX(id), 0) FROM log").fetchone()[0]
@@ -148,9 +151,10 @@ class Hub:
                 now = time.monotonic()
                 if now >= next_check and self.streams:
                     next_check = now + AUTH_RECHECK
+                    kept = self.store.subscription_ids()
                     for s in list(self.streams):
-                        if not self.still_allowed(s.creds):
-                            s.done.set()
+                        if s.sub_id not in kept or not self.still_allowed(s.creds):
+                            s.done.set()   # its EventDestination was deleted, or its caller may not
             except Exception:  # noqa: BLE001 - a locked or replaced database: try again
                 log.exception("SSE poll failed")
 
@@ -262,9 +266,10 @@ class Hub:
         if len(self.streams) >= MAX_STREAMS:
             raise HttpError(RedfishError.of(503, "ServiceTemporarilyUnavailable", str(RETRY_AFTER),
                                             headers={"Retry-After": str(RETRY_AFTER)}))
-        await self._stream(reader, writer, creds, flt, resume)
+        await self._stream(reader, writer, creds, flt, resume, principal.username, query)
 
-    async def _stream(self, reader, writer, creds, flt, resume: int | None) -> None:
+    async def _stream(self, reader, writer, creds, flt, resume: int | None, owner: str = "",
+                      query: str = "") -> None:
         writer.transport.set_write_buffer_limits(high=SEND_HIGH_WATER)
         head = ["HTTP/1.1 200 OK", "Content-Type: text/event-stream;charset=utf-8",
                 "Cache-Control: no-cache", "Connection: keep-alive", "X-Accel-Buffering: no"]
@@ -280,6 +285,12 @@ class Hub:
                 resume = lost_to
             start = resume
         stream = Stream(writer, creds, flt, start)
+        # DSP0266: each stream is an EventDestination (SubscriptionType SSE); deleting it
+        # ends the stream, and it goes when the stream ends.
+        stream.sub_id = self.store.add_stream_subscription(owner, {
+            "destination": SSE_PATH + (f"?{query}" if query else ""), "context": secrets.token_hex(8),
+            "filter": unquote(query)[:1024]}, time.time())
+        self.subscriptions.add(stream.sub_id)
         self.streams.add(stream)
         watcher = asyncio.ensure_future(self._watch_client(reader, stream))
         try:
@@ -288,6 +299,11 @@ class Hub:
         finally:
             self.streams.discard(stream)
             watcher.cancel()
+            self.subscriptions.discard(stream.sub_id)
+            try:
+                self.store.delete_subscription(stream.sub_id)
+            except Exception:  # noqa: BLE001 - a locked store: the next start cleans up
+                log.exception("SSE: could not delete subscription %s", stream.sub_id)
 
     async def _watch_client(self, reader, stream: Stream) -> None:
         """The client sends nothing more; EOF (or too much) ends the stream."""
@@ -355,6 +371,7 @@ async def run(state_dir: str, bind: str, port: int, require_client_cert: bool = 
 
     base.sni_callback = pick_context
     store = Store(os.path.join(state_dir, "racklet.db"))
+    store.delete_stream_subscriptions()   # streams of a listener that stopped without ending them
     hub = Hub(store, require_client_cert)
     server = await asyncio.start_server(hub.handle, bind, port, ssl=base, limit=MAX_HEAD_BYTES,
                                         ssl_handshake_timeout=HEADER_TIMEOUT, reuse_address=True,

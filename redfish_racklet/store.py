@@ -499,7 +499,8 @@ class Store(UpdateRecords):
     def add_subscription(self, owner: str, settings: dict, now: float, limit: int) -> int | None:
         """A new subscription, starting at the journal's current end; None at ``limit``."""
         with self.tx() as t:
-            if t.execute("SELECT COUNT(*) FROM subscriptions").fetchone()[0] >= limit:
+            if t.execute("SELECT COUNT(*) FROM subscriptions WHERE json_extract(settings, '$.sse') IS NULL"
+                         ).fetchone()[0] >= limit:
                 return None
             end = t.execute("SELECT COALESCE(MAX(id), 0) FROM log").fetchone()[0]
             end = max(end, t.execute("SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name='log'), 0)")
@@ -507,6 +508,21 @@ class Store(UpdateRecords):
             cur = t.execute("INSERT INTO subscriptions(owner, settings, cursor, created) VALUES(?,?,?,?)",
                             (owner, json.dumps(settings), end, now))
         return cur.lastrowid
+
+    def add_stream_subscription(self, owner: str, settings: dict, now: float) -> int:
+        """The EventDestination of an open SSE stream (``settings["sse"]`` true): made when the
+        stream opens, deleted when it ends (sse_server.py); not a push subscription."""
+        cur = self.conn().execute("INSERT INTO subscriptions(owner, settings, created) VALUES(?,?,?)",
+                                  (owner, json.dumps(dict(settings, sse=True)), now))
+        return cur.lastrowid
+
+    def delete_stream_subscriptions(self) -> int:
+        """Those of streams a previous SSE listener left (it stopped without ending them)."""
+        return self.conn().execute("DELETE FROM subscriptions WHERE json_extract(settings, '$.sse') IS NOT NULL"
+                                   ).rowcount
+
+    def subscription_ids(self) -> set[int]:
+        return {r[0] for r in self.conn().execute("SELECT id FROM subscriptions")}
 
     def subscriptions(self) -> list[dict]:
         return [_subscription(r) for r in self.conn().execute("SELECT * FROM subscriptions ORDER BY id")]

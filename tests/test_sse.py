@@ -16,7 +16,7 @@ from redfish_racklet import sse
 from redfish_racklet.agent.events import resource_type
 from redfish_racklet.store import LOG_MAX, Store
 
-from .conftest import ADMIN_PASSWORD, sim, start_server
+from .conftest import ADMIN_PASSWORD, ids, sim, start_server, wait_for
 
 KEEPALIVE = 0.5
 
@@ -431,3 +431,35 @@ def test_the_event_service_advertises_the_stream(srv):
     record = json.loads(data[len("data: "):])["Events"][0]
     assert record["MessageId"].endswith("ResourceRemoved") and record["OriginOfCondition"]["@odata.id"].endswith(
         "Unit3")
+
+
+def test_each_stream_is_an_event_destination_and_deleting_it_ends_the_stream(srv):
+    """DSP0266: an open stream shows in Subscriptions (SubscriptionType SSE); a DELETE of it
+    closes the stream; a stream that ends takes its EventDestination with it."""
+    c = srv.client()
+
+    def streams():
+        docs = [c.get(srv.url + m["@odata.id"]).json()
+                for m in c.get(srv.url + "/redfish/v1/EventService/Subscriptions").json()["Members"]]
+        return [d for d in docs if d.get("SubscriptionType") == "SSE"]
+
+    before = {d["Id"] for d in streams()}
+    first = Client(srv, query="$filter=RegistryPrefix%20eq%20'ResourceEvent'")
+    second = Client(srv)
+    try:
+        assert first.status == 200 and second.status == 200
+        mine = wait_for(lambda: (lambda s: s if len(s) == 2 else None)(
+            [d for d in streams() if d["Id"] not in before]), "two stream EventDestinations")
+        by_filter = {d["Destination"]: d for d in mine}
+        assert set(by_filter) == {sse.SSE_PATH + "?$filter=RegistryPrefix%20eq%20'ResourceEvent'", sse.SSE_PATH}
+        assert all(d["Context"] and d["Protocol"] == "Redfish" for d in mine)
+        r = c.patch(srv.url + mine[0]["@odata.id"], json={"Context": "mine"})
+        assert r.status_code == 400 and ids(r) == ["PropertyNotWritable"]
+        doomed = by_filter[sse.SSE_PATH]
+        assert c.delete(srv.url + doomed["@odata.id"]).status_code == 200
+        assert second.closed(timeout=10)          # its stream ended with it
+        assert not first.closed(timeout=1.5)      # the other one goes on
+    finally:
+        first.close()
+        second.close()
+    wait_for(lambda: not [d for d in streams() if d["Id"] not in before], "the streams' EventDestinations gone")

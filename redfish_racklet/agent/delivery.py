@@ -144,7 +144,7 @@ class Delivery:
     def _supervise(self, store: Store) -> None:
         for sid in [s for s, t in self.workers.items() if not t.is_alive()]:
             del self.workers[sid]
-        for sub in store.subscriptions():
+        for sub in (s for s in store.subscriptions() if not s["settings"].get("sse")):
             if sub["state"] == "Enabled" and sub["id"] not in self.workers:
                 t = threading.Thread(target=self._worker, args=(sub["id"],), name=f"delivery-{sub['id']}",
                                      daemon=True)

@@ -84,7 +84,28 @@ def service_doc() -> dict:
     return doc
 
 
+def stream_doc(sub: dict) -> dict:
+    """The EventDestination of an open SSE stream: what it filters, whose it is; DELETE
+    ends the stream."""
+    s = sub["settings"]
+    return {
+        "@odata.id": f"{SUBSCRIPTIONS}/{sub['id']}",
+        "@odata.type": odata_type("EventDestination"),
+        "Id": str(sub["id"]),
+        "Name": f"Server-Sent Event stream {sub['id']}",
+        "Destination": s["destination"],
+        "Context": s["context"],
+        "Protocol": "Redfish",
+        "SubscriptionType": "SSE",
+        "EventFormatType": "Event",
+        "SubordinateResources": False,
+        "Status": {"State": "Enabled", "Health": "OK"},
+    }
+
+
 def destination_doc(sub: dict) -> dict:
+    if sub["settings"].get("sse"):
+        return stream_doc(sub)
     s = sub["settings"]
     uri = f"{SUBSCRIPTIONS}/{sub['id']}"
     return {
@@ -326,6 +347,9 @@ class Subscription(RedfishView):
         sub = _subscription(sub_id)
         require_self_or(sub["owner"], [["ConfigureManager"]])
         body = {k: v for k, v in json_body().items() if not k.startswith("@odata.")}
+        if sub["settings"].get("sse"):   # a stream's filter is fixed when it opens
+            raise RedfishError(400, [message("PropertyNotWritable", k, related=[f"#/{k}"]) for k in body] or
+                               [message("NoOperation")])
         if not body:
             raise RedfishError.of(400, "NoOperation")
         current = destination_doc(sub)
