@@ -62,6 +62,11 @@ def create_app(config: dict) -> Flask:
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected)
     app.wsgi_app = add_headers(app.wsgi_app)
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Under serve: every request counted and timed by route (not by path: a flood of
+        # unknown URIs must not make new series), summed across workers by metrics_server.
+        from prometheus_flask_exporter.multiprocess import GunicornPrometheusMetrics
+        GunicornPrometheusMetrics(app, group_by="url_rule", defaults_prefix="racklet", export_defaults=True)
     return app
 
 

@@ -79,7 +79,9 @@ def _serve(args) -> int:
             return rc
     try:
         return serve(state_dir, args.bind, args.port, args.manifest and os.path.abspath(args.manifest),
-                     args.workers, require_client_cert=args.require_client_cert, sse_port=args.sse_port)
+                     args.workers, require_client_cert=args.require_client_cert, sse_port=args.sse_port,
+                     metrics_port=args.metrics_port, metrics_bind=args.metrics_bind,
+                     metrics_client_cert=args.metrics_client_cert)
     except (StateDirBusy, RuntimeError) as e:
         print(f"redfish-racklet: {e}", file=sys.stderr)
         return 1
@@ -368,6 +370,13 @@ def parser() -> argparse.ArgumentParser:
                     help="refuse TLS handshakes without a client certificate of the rack's client CA")
     sp.add_argument("--sse-port", type=int, default=None,
                     help="HTTPS port of the Server-Sent Events stream (default: --port + 1; 0: none)")
+    sp.add_argument("--metrics-port", type=int, default=None,
+                    help="HTTPS port of the OpenMetrics endpoint /metrics (default: --port + 2; 0: none)")
+    sp.add_argument("--metrics-bind", default="127.0.0.1", metavar="ADDRESS",
+                    help="address of the metrics endpoint (default: %(default)s; any other address requires "
+                         "a client certificate from `cert issue`)")
+    sp.add_argument("--metrics-client-cert", action="store_true",
+                    help="require a client certificate for /metrics on loopback too")
 
     sp = sub.add_parser("cert", help="client certificates (mTLS): issue one for an account, revoke, list")
     state(sp)
@@ -434,9 +443,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.workers < 1 or not 0 < args.port < 65536:
             print("redfish-racklet: --workers must be >= 1 and --port 1..65535", file=sys.stderr)
             return 2
-        if args.sse_port is not None and not 0 <= args.sse_port < 65536:
-            print("redfish-racklet: --sse-port must be 0..65535", file=sys.stderr)
-            return 2
+        for name in ("sse_port", "metrics_port"):
+            value = getattr(args, name)
+            if value is not None and not 0 <= value < 65536:
+                print(f"redfish-racklet: --{name.replace('_', '-')} must be 0..65535", file=sys.stderr)
+                return 2
         return _serve(args)
     if args.command == "sim":
         return _sim(args)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import shutil
 import socket
 import ssl
 import subprocess
@@ -172,6 +173,12 @@ def gunicorn_options(state_dir: str, bind: str, port: int, workers: int,
               f"(state dir {state_dir}, CA {os.path.join(state_dir, 'ca.pem')})",
               file=sys.stderr, flush=True)
 
+    def child_exit(server, worker):
+        # a worker's live gauges go with it (prometheus_client multiprocess mode)
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            from prometheus_client import multiprocess
+            multiprocess.mark_process_dead(worker.pid)
+
     return {
         "bind": f"{host}:{port}",
         "workers": workers,
@@ -190,6 +197,7 @@ def gunicorn_options(state_dir: str, bind: str, port: int, workers: int,
         "control_socket_disable": True,
         "proc_name": "redfish-racklet",
         "post_worker_init": post_worker_init,
+        "child_exit": child_exit,
         "limit_request_line": 8190,
         "limit_request_fields": 100,
     }
@@ -205,28 +213,60 @@ def start_sse(state_dir: str, bind: str, port: int, require_client_cert: bool) -
     return subprocess.Popen(cmd)
 
 
+def start_metrics(state_dir: str, bind: str, port: int, require_client_cert: bool) -> subprocess.Popen:
+    """The OpenMetrics endpoint (metrics_server.py): a process of its own, like the SSE
+    listener; it reads the store and the API workers' metric files."""
+    cmd = [sys.executable, "-m", "redfish_racklet.metrics_server", "--state-dir", state_dir, "--bind", bind,
+           "--port", str(port)]
+    return subprocess.Popen(cmd + (["--require-client-cert"] if require_client_cert else []))
+
+
+MULTIPROC_DIR = "prometheus"   # in the state directory: the API workers' metric files
+
+
+def prepare_multiproc_dir(state_dir: str) -> str:
+    """PROMETHEUS_MULTIPROC_DIR for the API workers' HTTP metrics, emptied at each start
+    (the files of workers that are gone would otherwise pile up)."""
+    path = os.path.join(state_dir, MULTIPROC_DIR)   # (no prometheus_client import before the variable is set:
+    #                                                it picks its mode once, at import)
+    if os.path.isdir(path):
+        shutil.rmtree(path)
+    os.makedirs(path, mode=0o700)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+    return path
+
+
 def serve(state_dir: str, bind: str, port: int, manifest_path: str | None, workers: int,
-          require_client_cert: bool = False, sse_port: int | None = None) -> int:
+          require_client_cert: bool = False, sse_port: int | None = None, metrics_port: int | None = None,
+          metrics_bind: str = "127.0.0.1", metrics_client_cert: bool = False) -> int:
     """HTTPS only: the service has no plain-HTTP listener at all (not even on loopback).
-    ``sse_port``: the SSE listener's (default ``port`` + 1; 0: none)."""
+    ``sse_port``: the SSE listener's (default ``port`` + 1; 0: none); ``metrics_port``: the
+    metrics endpoint's (default ``port`` + 2; 0: none), on ``metrics_bind`` (mTLS if that is not
+    loopback, or if ``metrics_client_cert``)."""
     lock_fd = lock_state_dir(state_dir)
     if pki.ensure_client_ca(state_dir):  # a state dir made before mTLS existed
         print(f"redfish-racklet: made the client CA {os.path.join(state_dir, pki.CLIENT_CA_CERT)}",
               file=sys.stderr)
+    prepare_multiproc_dir(state_dir)   # before any process that imports prometheus_client
     agent = start_agent(state_dir, manifest_path)
-    sse = None
+    sse = metrics = None
     try:
         if sse_port is None:
             sse_port = port + 1 if port < 65535 else 0
         if sse_port:
             sse = start_sse(state_dir, bind, sse_port, require_client_cert)
+        if metrics_port is None:
+            metrics_port = port + 2 if port < 65534 else 0
+        if metrics_port:
+            metrics = start_metrics(state_dir, metrics_bind, metrics_port, metrics_client_cert)
         options = gunicorn_options(state_dir, bind, port, workers, require_client_cert)
         _Gunicorn(state_dir, options, require_client_cert).run()
     except SystemExit as e:
         return int(e.code or 0)
     finally:
-        if sse is not None:
-            stop_agent(sse)  # terminate, wait, kill: the same for any child
+        for child in (sse, metrics):
+            if child is not None:
+                stop_agent(child)  # terminate, wait, kill: the same for any child
         stop_agent(agent)
         os.close(lock_fd)
     return 0

@@ -194,6 +194,18 @@ class Store(UpdateRecords):
     def set_meta(self, key: str, value: str) -> None:
         self.conn().execute("INSERT OR REPLACE INTO meta VALUES(?, ?)", (key, value))
 
+    def agent_stats(self) -> dict:
+        """What the agent counts about itself (sweeps, their time, sensor errors): the
+        metrics endpoint shows it; persisted so counters never go back."""
+        raw = self.get_meta("agent_stats")
+        try:
+            return json.loads(raw) if raw else {}
+        except ValueError:
+            return {}
+
+    def set_agent_stats(self, stats: dict) -> None:
+        self.set_meta("agent_stats", json.dumps(stats))
+
     def service_uuid(self) -> str:
         if self._uuid is None:  # written once by init, never changed
             self._uuid = self.get_meta("service_uuid")
@@ -600,7 +612,7 @@ class Store(UpdateRecords):
     # -- factory reset ------------------------------------------------------------
     def factory_wipe(self, admin: str, admin_hash: str) -> None:
         """One transaction: forget people, settings, logs and identity (see factory.py)."""
-        keep_meta = ("schema_version", "rack_info", "sse_port")
+        keep_meta = ("schema_version", "rack_info", "sse_port", "agent_stats")
         with self.tx() as t:
             for table in ("sessions", "accounts", "log", "unit_settings", "subscriptions", "signing_keys", "tasks"):
                 t.execute(f"DELETE FROM {table}")

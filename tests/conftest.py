@@ -56,6 +56,7 @@ class Server:
     log: Path
     password: str = ADMIN_PASSWORD
     sse_port: int = 0
+    metrics_port: int = 0
     _sessions: list = field(default_factory=list)
 
     @property
@@ -98,13 +99,14 @@ def restart(server: Server) -> Server:
     """Stop ``server`` and serve its state dir again (same manifest, one worker)."""
     server.stop()
     args = cli() + ["serve", "--state-dir", str(server.state_dir), "--port", str(port := free_port()),
-                    "--workers", "1", "--sse-port", str(sse_port := free_port())]
+                    "--workers", "1", "--sse-port", str(sse_port := free_port()),
+                    "--metrics-port", str(metrics_port := free_port())]
     manifest = server.state_dir.parent / "manifest.yaml"
     if manifest.exists():
         args += ["--manifest", str(manifest)]
     with server.log.open("a") as out:
         proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
-    again = Server(server.state_dir, port, proc, server.log, server.password, sse_port)
+    again = Server(server.state_dir, port, proc, server.log, server.password, sse_port, metrics_port)
     wait_until_up(again)
     return again
 
@@ -119,7 +121,8 @@ def start_server(tmp: Path, manifest_text: str | None = TEST_MANIFEST, workers: 
                         capture_output=True, text=True)
     assert rc.returncode == 0, rc.stderr
     args = cli() + ["serve", "--state-dir", str(state), "--port", str(port := free_port()),
-                    "--workers", str(workers), "--sse-port", str(sse_port := free_port())]
+                    "--workers", str(workers), "--sse-port", str(sse_port := free_port()),
+                    "--metrics-port", str(metrics_port := free_port())]
     if manifest_text is not None:
         mf = tmp / "manifest.yaml"
         mf.write_text(manifest_text)
@@ -127,7 +130,7 @@ def start_server(tmp: Path, manifest_text: str | None = TEST_MANIFEST, workers: 
     log = tmp / "serve.log"
     with log.open("w") as out:
         proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
-    server = Server(state, port, proc, log, password, sse_port)
+    server = Server(state, port, proc, log, password, sse_port, metrics_port)
     wait_until_up(server)
     wait_until_settled(server)
     return server

@@ -64,6 +64,8 @@ class Agent:
         self.rack_energy = Integrator()
         self.windows = {uid: Window() for uid in list(self.hw) + [RACK]}
         self._rack_failing: set[str] = set()
+        self.stats = store.agent_stats()   # counters the metrics endpoint shows; persisted
+        self.ticks = int(self.stats.get("ticks", 0))
         self.bands: dict[tuple[str, str], str | None] = {}  # (unit, kind) -> threshold band (thresholds.py)
         self.log = events.Log(store, lambda: self.wall())
         self.state_dir: str | None = None  # where the keys live (for a factory reset)
@@ -157,6 +159,7 @@ class Agent:
 
     # -- observe → diff → act -------------------------------------------------------
     def observe(self) -> None:
+        self.ticks += 1
         try:
             for uid in self.hardware.presence_changes():
                 log.info("unit %s: presence line changed", uid)
@@ -250,6 +253,7 @@ class Agent:
     # -- sampling ---------------------------------------------------------------------
     def sample(self) -> None:
         """Read every sensor of the rack and publish the sweep in one store transaction."""
+        started = time.perf_counter()
         for convert in self.hardware.before_sample:
             convert()
         now = self.clock()
@@ -270,6 +274,23 @@ class Agent:
                 window.add(now, r["power"])
             r["power_min"], r["power_avg"], r["power_max"] = window.summary()
         self.store.write_readings(sweep, self.wall())
+        self._count_sweep(time.perf_counter() - started)
+
+    def _count_sweep(self, seconds: float) -> None:
+        """What the metrics endpoint shows of the agent (metrics.py): sweeps, their time,
+        sensor reads that failed. Counters persist in the store across restarts."""
+        st = self.stats
+        st["sweeps"] = st.get("sweeps", 0) + 1
+        st["sweep_seconds"] = st.get("sweep_seconds", 0.0) + seconds
+        st["last_sweep_seconds"] = seconds
+        errors = st.setdefault("sensor_errors", {})
+        for uid, sensors in self.sensors.items():
+            for part in sensors.failing:
+                errors[f"{uid}/{part}"] = errors.get(f"{uid}/{part}", 0) + 1
+        for part in self._rack_failing:
+            errors[f"{RACK}/{part}"] = errors.get(f"{RACK}/{part}", 0) + 1
+        st["ticks"] = self.ticks
+        self.store.set_agent_stats(st)
 
     def _log_crossings(self, sweep: dict) -> None:
         """One SensorEvent per threshold crossing (with hysteresis: thresholds.py). A unit's
