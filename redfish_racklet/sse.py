@@ -41,6 +41,7 @@ import os
 import re
 import time
 from .agent.delivery import EVENT_TYPE, event_payload, iso
+from . import telemetry
 from .agent.events import resource_type
 from .messages import BASE_MESSAGES, BASE_REGISTRY
 
@@ -134,6 +135,7 @@ class Filter:
         self.toks = _tokens(text)
         self.i = 0
         self.subordinate = False
+        self.reports = False   # EventFormatType eq 'MetricReport': such rows go out as the report itself
         self.tree = self._or()
         if self.i != len(self.toks):
             raise FilterError(text)
@@ -181,6 +183,8 @@ class Filter:
             raise FilterError(self.text)
         if value == "EventFormatType" and operand not in ("Event", "MetricReport"):
             raise FilterError(self.text)
+        if value == "EventFormatType" and op == "eq" and operand == "MetricReport":
+            self.reports = True
         if value == "SubordinateResources":
             if operand not in ("true", "false"):
                 raise FilterError(self.text)
@@ -207,10 +211,11 @@ class Filter:
 
     def _compare(self, prop: str, operand: str, row: dict) -> bool:
         mid = row["message_id"]
-        if prop == "EventFormatType":
-            return operand == "Event"
+        if prop == "EventFormatType":   # every row is an Event; a new report is also a MetricReport
+            return operand == "Event" or telemetry.report_of(row) is not None
         if prop == "MetricReportDefinition":
-            return False  # the stream carries no metric reports
+            report = telemetry.report_of(row)
+            return report is not None and operand.rstrip("/") == telemetry.definition_uri(report)
         if prop == "RegistryPrefix":
             return mid.split(".")[0] == operand
         if prop == "MessageId":

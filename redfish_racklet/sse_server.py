@@ -17,7 +17,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import parse_qsl, unquote
 
-from . import auth, mtls
+from . import auth, mtls, telemetry
 from .auth import BasicCache, Principal, login, parse_basic, principal_of
 from .messages import RedfishError
 from .sse import (MAX_STREAMS, PORT_META, SSE_PATH, Filter, FilterError, buffer_exceeded_doc, event_doc, sse_bytes,
@@ -305,6 +305,16 @@ class Hub:
             except Exception:  # noqa: BLE001 - a locked store: the next start cleans up
                 log.exception("SSE: could not delete subscription %s", stream.sub_id)
 
+    def _doc(self, stream: Stream, row: dict) -> dict:
+        """An Event, or for a stream that asked for EventFormatType MetricReport, the
+        MetricReport a TelemetryDataCreated row announces."""
+        if stream.filter is not None and stream.filter.reports:
+            report_id = telemetry.report_of(row)
+            report = self.store.metric_report(report_id) if report_id else None
+            if report is not None:
+                return report["body"]
+        return event_doc(row)
+
     async def _watch_client(self, reader, stream: Stream) -> None:
         """The client sends nothing more; EOF (or too much) ends the stream."""
         total = 0
@@ -329,7 +339,7 @@ class Hub:
                 for row in rows:
                     stream.last = row["id"]
                     if stream.filter is None or stream.filter.matches(row):
-                        writer.write(sse_bytes(row["id"], event_doc(row)))
+                        writer.write(sse_bytes(row["id"], self._doc(stream, row)))
                         idle_since = time.monotonic()
                         if writer.transport.get_write_buffer_size() > SEND_HIGH_WATER:
                             await asyncio.wait_for(writer.drain(), SLOW_CLIENT_TIMEOUT)

@@ -614,9 +614,11 @@ class Store(UpdateRecords):
         """One transaction: forget people, settings, logs and identity (see factory.py)."""
         keep_meta = ("schema_version", "rack_info", "sse_port", "agent_stats")
         with self.tx() as t:
-            for table in ("sessions", "accounts", "log", "unit_settings", "subscriptions", "signing_keys", "tasks"):
+            for table in ("sessions", "accounts", "log", "unit_settings", "subscriptions", "signing_keys", "tasks",
+                          "metric_reports"):
                 t.execute(f"DELETE FROM {table}")
             t.execute("DELETE FROM commands WHERE state NOT IN ('running')")
+            t.execute("DELETE FROM report_definitions WHERE builtin=0")
             t.execute("UPDATE units SET desired_power='Off', asset_tag=''")
             t.execute(f"DELETE FROM meta WHERE key NOT IN ({','.join('?' * len(keep_meta))})", keep_meta)
             t.execute("INSERT INTO meta VALUES('service_uuid', ?)", (str(uuid.uuid4()),))

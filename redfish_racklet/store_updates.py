@@ -52,6 +52,15 @@ CREATE TABLE IF NOT EXISTS signing_keys(
     pem TEXT NOT NULL,
     comment TEXT NOT NULL DEFAULT '',
     added REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS report_definitions(
+    id TEXT PRIMARY KEY,
+    settings TEXT NOT NULL,
+    builtin INTEGER NOT NULL DEFAULT 0,
+    created REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS metric_reports(
+    id TEXT PRIMARY KEY,
+    body TEXT NOT NULL,
+    updated REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS tasks(
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     owner TEXT NOT NULL,
@@ -171,6 +180,52 @@ class UpdateRecords:
             t.execute("DELETE FROM signing_keys")
             for i, (kid, pem, comment) in enumerate(keys):
                 t.execute("INSERT INTO signing_keys VALUES(?,?,?,?)", (kid, pem, comment, now + i * 1e-6))
+
+    # -- telemetry: MetricReportDefinitions and their latest MetricReports (telemetry.py) ---------
+    def ensure_report_definition(self, def_id: str, settings: dict, now: float) -> None:
+        """A built-in definition, made once (a user's changes to it are kept)."""
+        self.conn().execute("INSERT OR IGNORE INTO report_definitions VALUES(?,?,1,?)",
+                            (def_id, json.dumps(settings), now))
+
+    def report_definitions(self) -> dict[str, dict]:
+        def load():
+            return {r["id"]: {"settings": json.loads(r["settings"]), "builtin": bool(r["builtin"]),
+                              "created": r["created"]}
+                    for r in self.conn().execute("SELECT * FROM report_definitions ORDER BY created, id")}
+        return self.cached(("report_definitions",), load)
+
+    def add_report_definition(self, def_id: str, settings: dict, now: float, limit: int) -> bool:
+        """False if the id is taken or the rack holds ``limit`` user definitions."""
+        with self.tx() as t:
+            if t.execute("SELECT COUNT(*) FROM report_definitions WHERE builtin=0").fetchone()[0] >= limit:
+                return False
+            try:
+                t.execute("INSERT INTO report_definitions VALUES(?,?,0,?)", (def_id, json.dumps(settings), now))
+            except sqlite3.IntegrityError:
+                return False
+            return True
+
+    def change_report_definition(self, def_id: str, settings: dict) -> bool:
+        return self.conn().execute("UPDATE report_definitions SET settings=? WHERE id=?",
+                                   (json.dumps(settings), def_id)).rowcount == 1
+
+    def delete_report_definition(self, def_id: str) -> bool:
+        with self.tx() as t:
+            t.execute("DELETE FROM metric_reports WHERE id=?", (def_id,))
+            return t.execute("DELETE FROM report_definitions WHERE id=? AND builtin=0", (def_id,)).rowcount == 1
+
+    def put_metric_report(self, def_id: str, body: dict, now: float) -> None:
+        self.conn().execute("INSERT OR REPLACE INTO metric_reports VALUES(?,?,?)", (def_id, json.dumps(body), now))
+
+    def metric_report(self, def_id: str) -> dict | None:
+        row = self.conn().execute("SELECT * FROM metric_reports WHERE id=?", (def_id,)).fetchone()
+        return {"body": json.loads(row["body"]), "updated": row["updated"]} if row else None
+
+    def metric_reports(self) -> dict[str, dict]:
+        def load():
+            return {r["id"]: {"body": json.loads(r["body"]), "updated": r["updated"]}
+                    for r in self.conn().execute("SELECT * FROM metric_reports ORDER BY id")}
+        return self.cached(("metric_reports",), load)
 
     # -- tasks ------------------------------------------------------------------------------
     def add_task(self, owner: str, name: str, params: dict, messages: list[dict], now: float,

@@ -29,6 +29,7 @@ import threading
 import urllib.error
 import urllib.request
 
+from .. import telemetry
 from ..store import Store
 from .events import resource_type
 
@@ -50,6 +51,10 @@ def retry_settings(store: Store) -> tuple[int, int]:
 
 
 def matches(settings: dict, entry: dict) -> bool:
+    if settings.get("format") == "MetricReport":   # only new reports, of the definitions asked for
+        report = telemetry.report_of(entry)
+        wanted = settings.get("report_definitions") or []
+        return report is not None and (not wanted or telemetry.definition_uri(report) in wanted)
     prefixes = settings.get("registry_prefixes") or []
     if prefixes and entry["message_id"].split(".", 1)[0] not in prefixes:
         return False
@@ -58,6 +63,20 @@ def matches(settings: dict, entry: dict) -> bool:
         return False
     origins = settings.get("origin_resources") or []
     return not origins or entry["origin"] in origins
+
+
+def payload(store: Store, entry: dict, settings: dict) -> dict | None:
+    """What a subscriber gets for a journal entry: an Event, or (EventFormatType
+    MetricReport) the MetricReport the entry announces."""
+    if settings.get("format") != "MetricReport":
+        return event_payload(entry, settings.get("context"))
+    report = store.metric_report(telemetry.report_of(entry) or "")
+    if report is None:
+        return None
+    body = dict(report["body"])
+    if settings.get("context") is not None:
+        body["Context"] = settings["context"]
+    return body
 
 
 def iso(epoch: float) -> str:
@@ -193,7 +212,10 @@ class Worker:
     def deliver(self, sub: dict, entry: dict) -> str:
         """POST one entry, retrying; 'delivered', 'gone', 'stopped' or 'suspended'."""
         s = sub["settings"]
-        body = event_payload(entry, s.get("context"))
+        body = payload(self.store, entry, s)
+        if body is None:   # the report is gone (its definition deleted): nothing to send
+            self.store.advance_subscription(self.sid, entry["id"])
+            return "delivered"
         headers = {k: v for h in s.get("headers", []) for k, v in h.items()}
         ctx = ssl_context(self.state_dir)
         failures = 0

@@ -57,6 +57,8 @@ MESSAGES = {
     ("SensorEvent.1.1.0", "ReadingAboveLowerFatalThreshold"): ("Critical", "Sensor '%1' reading of %2 (%3) is now above the %4 lower fatal threshold but remains outside of normal range."),
     ("SensorEvent.1.1.0", "ReadingAboveLowerCriticalThreshold"): ("Warning", "Sensor '%1' reading of %2 (%3) is now above the %4 lower critical threshold but remains outside of normal range."),
     ("SensorEvent.1.1.0", "SensorReadingNormalRange"): ("OK", "Sensor '%1' reading of %2 (%3) is within normal operating range."),
+    # Telemetry: a MetricReport was made (telemetry.py).
+    ("Telemetry.1.1.1", "TelemetryDataCreated"): ("OK", "Telemetry data '%1', containing type '%2', was created."),
     # Firmware updates and their tasks (agent/updater.py, resources/update_service.py).
     ("Update.1.3.0", "NoTargetsDetermined"): ("OK", "No target device will be updated with image '%1'."),
     ("Update.1.3.0", "TargetDetermined"): ("OK", "The target device '%1' will be updated with image '%2'."),
@@ -124,7 +126,7 @@ _COLLECTIONS = {
     "LogServices": "LogService", "Entries": "LogEntry", "Certificates": "Certificate",
     "EthernetInterfaces": "EthernetInterface", "Processors": "Processor", "Memory": "Memory",
     "Subscriptions": "EventDestination", "Tasks": "Task", "ElectricalBuses": "PowerDistribution",
-    "Outlets": "Outlet",
+    "Outlets": "Outlet", "MetricReports": "MetricReport", "MetricReportDefinitions": "MetricReportDefinition",
 }
 _SINGLETONS = {
     "Power": "Power", "Thermal": "Thermal", "PowerSubsystem": "PowerSubsystem",
@@ -136,7 +138,7 @@ _SINGLETONS = {
 }
 # The types the journal's origins have (the EventService's ResourceTypes).
 JOURNAL_RESOURCE_TYPES = ("AccountService", "Chassis", "ComputerSystem", "EventService", "LogService",
-                          "Manager", "ManagerAccount", "Outlet", "Sensor", "Task")
+                          "Manager", "ManagerAccount", "MetricReport", "Outlet", "Sensor", "Task")
 
 
 def resource_type(origin: str) -> str | None:

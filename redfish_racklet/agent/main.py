@@ -21,7 +21,7 @@ from typing import Callable
 from ..drivers.smbus import ChipError
 from ..manifest import Manifest
 from ..store import Store
-from .. import factory, thresholds
+from .. import factory, telemetry, thresholds
 from . import FACTORY_RESET, SOCKET_NAME, UPDATE_PREFIX, delivery, events, hardware, power, sampling, updater
 from .energy import Integrator, Window
 from .fan import FanCurve
@@ -68,6 +68,7 @@ class Agent:
         self.ticks = int(self.stats.get("ticks", 0))
         self.bands: dict[tuple[str, str], str | None] = {}  # (unit, kind) -> threshold band (thresholds.py)
         self.log = events.Log(store, lambda: self.wall())
+        self.reporter = telemetry.Reporter(store, self.log, lambda: self.wall())
         self.state_dir: str | None = None  # where the keys live (for a factory reset)
         self.updater: updater.Updater | None = None  # firmware updates (when the rack has slots)
         self.wait: Callable[[float], None] = time.sleep
@@ -96,6 +97,7 @@ class Agent:
             info = dict(spec.info(), **self.hardware.fru.get(spec.id, {}))
             self.store.upsert_unit(spec.id, spec.slot, info, self.hw[spec.id].present(), "Off", now)
         self.store.remove_units_except([u.id for u in self.manifest.units])
+        self.reporter.start([u.id for u in self.manifest.units])
         for spec in self.manifest.units:
             hw = self.hw[spec.id]
             unit = self.store.unit(spec.id)
@@ -274,6 +276,8 @@ class Agent:
                 window.add(now, r["power"])
             r["power_min"], r["power_avg"], r["power_max"] = window.summary()
         self.store.write_readings(sweep, self.wall())
+        present = {uid: r for uid, r in sweep.items() if uid == RACK or self._written.get(uid, (False,))[0]}
+        self.reporter.tick(present, self.manifest.info()["fan_max_rpm"])   # an empty tray reports nothing
         self._count_sweep(time.perf_counter() - started)
 
     def _count_sweep(self, seconds: float) -> None:

@@ -11,6 +11,7 @@ from . import log_services
 from . import certificate_service
 from . import event_service
 from . import task_service, update_service
+from . import telemetry_service
 
 BLUEPRINTS = [
     service_root.blp,
@@ -31,4 +32,5 @@ BLUEPRINTS = [
     event_service.blp,
     task_service.blp,
     update_service.blp,
+    telemetry_service.blp,
 ]

@@ -57,6 +57,10 @@ VERSIONS = {
     "Task": "v1_7_4",
     "UpdateService": "v1_17_0",
     "SoftwareInventory": "v1_13_0",
+    "TelemetryService": "v1_4_1",
+    "MetricDefinition": "v1_3_5",
+    "MetricReportDefinition": "v1_4_7",
+    "MetricReport": "v1_5_2",
 }
 COLLECTIONS = ("ComputerSystemCollection", "ChassisCollection", "ManagerCollection",
                "ManagerAccountCollection", "RoleCollection", "SessionCollection",
@@ -66,7 +70,8 @@ COLLECTIONS = ("ComputerSystemCollection", "ChassisCollection", "ManagerCollecti
                "PowerSupplyCollection", "FanCollection", "ControlCollection",
                "PowerDistributionCollection", "OutletCollection",
                "CertificateCollection", "EventDestinationCollection",
-               "TaskCollection", "SoftwareInventoryCollection")
+               "TaskCollection", "SoftwareInventoryCollection", "MetricDefinitionCollection",
+               "MetricReportDefinitionCollection", "MetricReportCollection")
 
 
 def odata_type(name: str) -> str:

@@ -19,7 +19,7 @@ import time
 from flask import request
 from flask_smorest import Blueprint
 
-from .. import sse
+from .. import sse, telemetry
 from ..agent import delivery, events
 from ..messages import RedfishError, message
 from ..privileges import declare
@@ -48,7 +48,7 @@ FORBIDDEN_HEADERS = {"content-type", "content-length", "host", "transfer-encodin
 READ_ONLY = {"Id", "Name", "Description", "Status", "Actions", "EventTypes", "MessageIds", "Severities",
              "SubordinateResources", "IncludeOriginOfCondition", "SendHeartbeat", "VerifyCertificate",
              "Certificates", "ClientCertificates", "ExcludeMessageIds", "ExcludeRegistryPrefixes",
-             "HeartbeatIntervalMinutes", "MetricReportDefinitions", "OEMProtocol", "OEMSubscriptionType",
+             "HeartbeatIntervalMinutes", "OEMProtocol", "OEMSubscriptionType",
              "SNMP", "SyslogFilters", "BackupDestinations"}
 
 
@@ -69,7 +69,7 @@ def service_doc() -> dict:
         "Status": {"State": "Enabled", "Health": "OK"},
         "DeliveryRetryAttempts": attempts,
         "DeliveryRetryIntervalSeconds": interval,
-        "EventFormatTypes": ["Event"],
+        "EventFormatTypes": ["Event", "MetricReport"],
         "RegistryPrefixes": REGISTRY_PREFIXES,
         "ResourceTypes": list(events.JOURNAL_RESOURCE_TYPES),
         "SubordinateResourcesSupported": False,
@@ -117,7 +117,8 @@ def destination_doc(sub: dict) -> dict:
         "Context": s.get("context"),
         "Protocol": "Redfish",
         "SubscriptionType": "RedfishEvent",
-        "EventFormatType": "Event",
+        "EventFormatType": s.get("format", "Event"),
+        "MetricReportDefinitions": [{"@odata.id": d} for d in s.get("report_definitions", [])],
         "RegistryPrefixes": s.get("registry_prefixes", []),
         "ResourceTypes": s.get("resource_types", []),
         "OriginResources": [{"@odata.id": o} for o in s.get("origin_resources", [])],
@@ -203,7 +204,17 @@ def create_settings(body: dict) -> dict:
         elif key == "SubscriptionType":
             _fixed(value, "RedfishEvent", key, errors)
         elif key == "EventFormatType":
-            _fixed(value, "Event", key, errors)
+            if value not in ("Event", "MetricReport"):
+                errors.append(value_error("PropertyValueNotInList", value, key))
+            out["format"] = value
+        elif key == "MetricReportDefinitions":
+            prefix = telemetry.DEFINITIONS + "/"
+            if not isinstance(value, list) or len(value) > 64 or not all(
+                    isinstance(o, dict) and set(o) == {"@odata.id"} and isinstance(o["@odata.id"], str)
+                    and o["@odata.id"].startswith(prefix) and len(o["@odata.id"]) <= 256 for o in value):
+                errors.append(value_error("PropertyValueTypeError", value, key))
+            else:
+                out["report_definitions"] = sorted({o["@odata.id"].rstrip("/") for o in value})
         elif key == "Context":
             out["context"] = _context(value, errors)
         elif key == "RegistryPrefixes":

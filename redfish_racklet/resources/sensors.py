@@ -13,72 +13,18 @@ of the same reading (legacy Power/Thermal, EnvironmentMetrics, Outlets, Controls
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 
 from flask_smorest import Blueprint
 
 from ..privileges import declare
-from ..thresholds import PI4_BOARD_C, RACK_AIR_C, RAIL_5V
 from ..web import RedfishView, collection
 from .common import not_found, odata_type, store
 
 blp = Blueprint("sensors", __name__, description="Sensors")
 
-RACK_ID = "Rack"
-FAN_ID = "Fan1"            # the rack fan: Sensor id and ThermalSubsystem/Fans id
-JOULES_PER_KWH = 3.6e6
-AVERAGING_INTERVAL = "PT1M"  # the agent's power_min/avg/max window (PowerMetrics IntervalInMin 1)
+from ..sensor_specs import (AVERAGING_INTERVAL, FAN_ID, JOULES_PER_KWH, LEGACY_THRESHOLDS, RACK_ID,  # noqa: F401
+                            RACK_SENSORS, SENSORS, UNIT_SENSORS, Spec, _SEVERITY, convert)
 
-# Thresholds, as (Sensor.Thresholds name, reading): ``thresholds`` (the agent logs their crossings).
-# Thresholds name -> the legacy Power/Thermal property for the same limit.
-LEGACY_THRESHOLDS = {
-    "UpperCaution": "UpperThresholdNonCritical", "UpperCritical": "UpperThresholdCritical",
-    "UpperFatal": "UpperThresholdFatal", "LowerCaution": "LowerThresholdNonCritical",
-    "LowerCritical": "LowerThresholdCritical", "LowerFatal": "LowerThresholdFatal",
-}
-_SEVERITY = {"Caution": "Warning", "Critical": "Critical", "Fatal": "Critical"}
-
-
-@dataclass(frozen=True)
-class Spec:
-    kind: str                  # the store's reading kind
-    reading_type: str          # Sensor.ReadingType
-    units: str                 # ReadingUnits (UCUM)
-    context: str               # PhysicalContext
-    digits: int                # rounding on the wire
-    name: str                  # what it measures, for Name
-    implementation: str = "PhysicalSensor"
-    scale: float = 1.0
-    thresholds: tuple = ()
-    interval: bool = False     # has power_min/avg/max over AVERAGING_INTERVAL
-
-
-UNIT_SENSORS = {
-    "Power": Spec("power", "Power", "W", "PowerSupply", 3, "rail power", interval=True),
-    "Voltage": Spec("voltage", "Voltage", "V", "PowerSupply", 3, "rail voltage", thresholds=RAIL_5V),
-    "Current": Spec("current", "Current", "A", "PowerSupply", 4, "rail current"),
-    "Temperature": Spec("temperature", "Temperature", "Cel", "SystemBoard", 2, "board temperature",
-                        thresholds=PI4_BOARD_C),
-    "Energy": Spec("energy", "EnergyJoules", "J", "PowerSupply", 1, "energy", "Synthesized"),
-    "EnergykWh": Spec("energy", "EnergykWh", "kW.h", "PowerSupply", 9, "energy (kWh)", "Synthesized",
-                      scale=1 / JOULES_PER_KWH),
-}
-SENSORS = UNIT_SENSORS  # the name the first version of this module used
-
-# The busbar is the sum of the rails (the agent adds them up): synthesized readings.
-RACK_SENSORS = {
-    "Power": Spec("power", "Power", "W", "DCBus", 3, "busbar power", "Synthesized", interval=True),
-    "Voltage": Spec("voltage", "Voltage", "V", "DCBus", 3, "busbar voltage", "Synthesized",
-                    thresholds=RAIL_5V),
-    "Current": Spec("current", "Current", "A", "DCBus", 4, "busbar current", "Synthesized"),
-    "Energy": Spec("energy", "EnergyJoules", "J", "DCBus", 1, "busbar energy", "Synthesized"),
-    "EnergykWh": Spec("energy", "EnergykWh", "kW.h", "DCBus", 9, "busbar energy (kWh)", "Synthesized",
-                      scale=1 / JOULES_PER_KWH),
-    "Temperature": Spec("temperature", "Temperature", "Cel", "Chassis", 2, "rack air temperature",
-                        thresholds=RACK_AIR_C),
-    # Percent of the fan's rated speed (what DMTF asks fan sensors to report); SpeedRPM beside it.
-    FAN_ID: Spec("fan_rpm", "Percent", "%", "Fan", 1, "fan speed"),
-}
 _FAN_PARTS = ("Temperature", FAN_ID)  # measured by the fan controller: only with a fan
 
 
@@ -109,12 +55,7 @@ def _raw(chassis_id: str, kind: str) -> dict | None:
 
 
 def _convert(spec: Spec, raw: float | None) -> float | None:
-    if raw is None:
-        return None
-    if spec.kind == "fan_rpm":
-        max_rpm = store().rack_info().get("fan_max_rpm")
-        return round(100.0 * raw / max_rpm, spec.digits) if max_rpm else None
-    return round(raw * spec.scale, spec.digits)
+    return convert(spec, raw, store().rack_info().get("fan_max_rpm"))
 
 
 def value(chassis_id: str, sensor_id: str) -> float | None:

@@ -55,6 +55,7 @@ def service_root_doc() -> dict:
         "EventService": odata_id("EventService"),
         "Tasks": odata_id("TaskService"),
         "UpdateService": odata_id("UpdateService"),
+        "TelemetryService": odata_id("TelemetryService"),
         "JsonSchemas": odata_id("JsonSchemas"),
         "Links": {"Sessions": odata_id("SessionService", "Sessions")},
     }
