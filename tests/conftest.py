@@ -181,9 +181,11 @@ def children(pid: int) -> dict[int, str]:
 
 
 def api_workers(server: Server) -> set[int]:
-    """The pids of a server's gunicorn workers (its children but the agent and the SSE listener)."""
+    """The pids of a server's gunicorn workers (its children but the agent, the SSE listener
+    and the metrics endpoint)."""
     return {p for p, cmd in children(server.proc.pid).items()
-            if " agent " not in cmd + " " and "redfish_racklet.sse" not in cmd}
+            if " agent " not in cmd + " " and "redfish_racklet.sse" not in cmd
+            and "redfish_racklet.metrics_server" not in cmd}
 
 
 def wait_until_settled(server: Server) -> None:
