@@ -58,7 +58,7 @@ RACK_SENSORS = {
     "Energy": Spec("energy", "EnergyJoules", "J", "DCBus", 1, "busbar energy", "Synthesized"),
     "EnergykWh": Spec("energy", "EnergykWh", "kW.h", "DCBus", 9, "busbar energy (kWh)", "Synthesized",
                       scale=1 / JOULES_PER_KWH),
-    "Temperature": Spec("temperature", "Temperature", "Cel", "Chassis", 2, "rack air temperature",
+    "Temperature": Spec("temperature", "Temperature", "Cel", "Chassis", 2, "air temperature",
                         thresholds=RACK_AIR_C),
     # Percent of the fan's rated speed (what DMTF asks fan sensors to report); SpeedRPM beside it.
     FAN_ID: Spec("fan_rpm", "Percent", "%", "Fan", 1, "fan speed"),
