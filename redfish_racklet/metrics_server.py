@@ -116,6 +116,9 @@ class MetricsServer(http.server.ThreadingHTTPServer):
         the accept loop), then the request."""
         try:
             request.settimeout(HANDSHAKE_TIMEOUT)
+            # headers and body leave in separate writes: without this, Nagle's algorithm holds
+            # the body until the client's delayed ACK (40 ms) on a keep-alive connection
+            request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             tls = self.contexts.get().wrap_socket(request, server_side=True)
         except (ssl.SSLError, OSError):
             return

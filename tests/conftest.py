@@ -107,6 +107,8 @@ def restart(server: Server) -> Server:
     with server.log.open("a") as out:
         proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
     again = Server(server.state_dir, port, proc, server.log, server.password, sse_port, metrics_port)
+    STARTED.append(again)
+    server.restarted_as = again
     wait_until_up(again)
     return again
 
@@ -131,6 +133,7 @@ def start_server(tmp: Path, manifest_text: str | None = TEST_MANIFEST, workers: 
     with log.open("w") as out:
         proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
     server = Server(state, port, proc, log, password, sse_port, metrics_port)
+    STARTED.append(server)
     wait_until_up(server)
     wait_until_settled(server)
     return server
@@ -216,6 +219,19 @@ def wait_until_up(server: Server) -> None:
     raise AssertionError(f"serve did not come up: {server.log.read_text()}")
 
 
+# Every server start_server or restart made: a test's own servers (and what restart made
+# of them) are stopped when the test ends, any other when the session ends: nothing
+# outlives pytest.
+STARTED: list[Server] = []
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _stop_every_server():
+    yield
+    for s in STARTED:
+        s.stop()
+
+
 @pytest.fixture(scope="session")
 def server(tmp_path_factory):
     """One shared server on the test manifest (four units plus an empty tray, Unit5)."""
@@ -236,7 +252,9 @@ def fresh_server(tmp_path):
 
     yield make
     for s in servers:
-        s.stop()
+        while s is not None:   # and what restart() made of it
+            s.stop()
+            s = getattr(s, "restarted_as", None)
 
 
 @pytest.fixture(scope="session")
