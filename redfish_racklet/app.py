@@ -2,7 +2,9 @@
 
 It registers the blueprints listed in ``resources.BLUEPRINTS`` and nothing else,
 and installs the request pipeline every route shares: query parsing,
-authentication and privilege checks, Redfish-shaped errors, common headers.
+authentication and privilege checks, Redfish-shaped errors, common headers. A browser's
+navigation (a GET that prefers text/html) gets the data-free page shell of
+``resources/browser.py`` first, before authentication; every other request is unchanged.
 """
 
 from __future__ import annotations
@@ -19,9 +21,9 @@ from . import __version__, mtls, odata
 from .auth import (BasicCache, PasswordCheckBusy, Principal, login, parse_basic, password_change_allows,
                    principal_of)
 from .messages import RedfishError
-from .resources import BLUEPRINTS
+from .resources import BLUEPRINTS, browser
 from .store import Store
-from .web import add_headers, common_headers, json_response
+from .web import add_headers, common_headers, json_response, prefers_html
 
 log = logging.getLogger("racklet.api")
 
@@ -114,8 +116,15 @@ def authenticate() -> Principal | None:
     return None
 
 
+def is_page_path(path: str) -> bool:
+    """The URIs a browser may navigate to and get the page shell: "/" and the Redfish tree."""
+    return path == "/" or path == "/redfish" or path.startswith("/redfish/")
+
+
 def _before():
     req = request._get_current_object()  # one context lookup, not one per attribute
+    if req.method in ("GET", "HEAD") and is_page_path(req.path) and prefers_html(req.headers.get("Accept")):
+        return browser.shell()  # a browser's navigation: the page fetches the JSON itself
     rule = req.url_rule
     if rule is None:
         return None  # routing error: the error handler answers

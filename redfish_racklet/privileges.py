@@ -89,6 +89,15 @@ EXCEPTIONS: dict[tuple[str, str], Deviation] = {
         None,
         "The Redfish version resource is no registry entity; DSP0266 (Authentication "
         "requirements) serves it without authentication."),
+    ("/", "GET"): Deviation(
+        None,
+        "The browser dashboard's page shell (resources/browser.py) is no registry entity. It "
+        "holds no data: a browser cannot send X-Auth-Token when it navigates, so the page's "
+        "script logs in through the SessionService and fetches every resource with a token."),
+    ("/static/<name>", "GET"): Deviation(
+        None,
+        "The browser pages' script and style sheet (resources/browser.py) are no registry "
+        "entity: the same public files for everyone, loaded before any login, holding no data."),
     ("/redfish/v1/odata", "GET"): Deviation(
         None,
         "The OData service document is no registry entity; DSP0266 (Authentication requirements) "

@@ -79,6 +79,50 @@ EVERY_RESPONSE = (  # OData's version and the security headers
 )
 
 
+# Browser pages (the shell and its assets, resources/browser.py) load a script and a style
+# sheet from this origin and fetch the JSON; nothing inline, no other origin. They set their
+# own Cache-Control (static assets are revalidated by ETag).
+PAGE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+            "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
+PAGE_RESPONSE = tuple((name, PAGE_CSP if name == "Content-Security-Policy" else value)
+                      for name, value in EVERY_RESPONSE if name != "Cache-Control")
+PAGE_ENVIRON_KEY = "racklet.page"  # set in the WSGI environ by a view that answers with a page
+
+
+def mark_page() -> None:
+    """Declare this request's response a browser page: ``add_headers`` then gives it the
+    page CSP instead of the JSON one (two CSP headers would be enforced together)."""
+    request.environ[PAGE_ENVIRON_KEY] = True
+
+
+def prefers_html(accept: str | None) -> bool:
+    """Is this a browser's navigation? True when text/html is listed explicitly and ranked
+    above JSON (application/json, else application/*, else */*). No Accept, ``*/*`` or
+    ``application/json`` keep JSON, so Redfish clients never see a page."""
+    if not accept or "text/html" not in accept:
+        return False  # the fast path of every API request
+    ranks: dict[str, float] = {}
+    for item in accept.split(","):
+        kind, _, params = item.partition(";")
+        ranks.setdefault(kind.strip().lower(), _quality(params))
+    html = ranks.get("text/html", 0.0)
+    json_q = next((ranks[k] for k in ("application/json", "application/*", "*/*") if k in ranks), 0.0)
+    return html > 0 and html > json_q
+
+
+def _quality(params: str) -> float:
+    """The q= of one media range's parameters (1 when absent, 0 when malformed)."""
+    for param in params.split(";"):
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "q":
+            try:
+                q = float(value.strip())
+            except ValueError:
+                return 0.0
+            return q if 0.0 <= q <= 1.0 else 0.0
+    return 1.0
+
+
 def common_headers() -> list[tuple[str, str]]:
     """Allow, for the matched route (EVERY_RESPONSE are added by ``add_headers``)."""
     rule = request.url_rule
@@ -86,10 +130,11 @@ def common_headers() -> list[tuple[str, str]]:
 
 
 def add_headers(wsgi_app):
-    """WSGI middleware: the headers every response carries, added as raw tuples."""
+    """WSGI middleware: the headers every response carries, added as raw tuples (a browser
+    page's set when its view called ``mark_page``)."""
     def app(environ, start_response):
         def start(status, headers, exc_info=None):
-            headers.extend(EVERY_RESPONSE)
+            headers.extend(PAGE_RESPONSE if environ.get(PAGE_ENVIRON_KEY) else EVERY_RESPONSE)
             return start_response(status, headers, exc_info)
         return wsgi_app(environ, start)
     return app

@@ -114,7 +114,9 @@ def restart(server: Server) -> Server:
 
 
 def start_server(tmp: Path, manifest_text: str | None = TEST_MANIFEST, workers: int = 2,
-                 password: str = ADMIN_PASSWORD) -> Server:
+                 password: str = ADMIN_PASSWORD, extra_args: tuple[str, ...] = ()) -> Server:
+    """``init`` then ``serve`` on free loopback ports (``extra_args``: more serve flags);
+    returns once the API answers and the rack has settled."""
     state = tmp / "state"
     tmp.mkdir(parents=True, exist_ok=True)
     pwfile = tmp / "admin-password.txt"
@@ -129,6 +131,7 @@ def start_server(tmp: Path, manifest_text: str | None = TEST_MANIFEST, workers: 
         mf = tmp / "manifest.yaml"
         mf.write_text(manifest_text)
         args += ["--manifest", str(mf)]
+    args += list(extra_args)
     log = tmp / "serve.log"
     with log.open("w") as out:
         proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)

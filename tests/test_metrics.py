@@ -36,8 +36,8 @@ from redfish_racklet import pki
 from redfish_racklet.metrics_server import is_loopback
 from redfish_racklet.resources.sensors import RACK_SENSORS, UNIT_SENSORS
 
-from .conftest import (ADMIN_PASSWORD, TEST_MANIFEST, Server, api_workers, children, cli, free_port, restart, sim,
-                       start_server, wait_for, wait_until_up)
+from .conftest import (ADMIN_PASSWORD, TEST_MANIFEST, Server, api_workers, children, cli, restart, sim,
+                       start_server, wait_for)
 
 OPENMETRICS = "application/openmetrics-text"
 OPENMETRICS_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
@@ -593,25 +593,8 @@ def test_client_certificates_required_only_off_loopback():
 # -- 6b. --metrics-client-cert --------------------------------------------------------------------------
 
 def serve_with(tmp: Path, *extra: str) -> Server:
-    """``init`` and ``serve`` as conftest.start_server does, with serve flags it does not pass."""
-    state = tmp / "state"
-    pwfile = tmp / "admin-password.txt"
-    pwfile.write_text(ADMIN_PASSWORD + "\n")
-    r = subprocess.run(cli() + ["init", "--state-dir", str(state), "--admin-password-file", str(pwfile)],
-                       capture_output=True, text=True, timeout=60)
-    assert r.returncode == 0, r.stderr
-    manifest = tmp / "manifest.yaml"
-    manifest.write_text(TEST_MANIFEST)
-    port, sse_port, metrics_port = free_port(), free_port(), free_port()
-    args = cli() + ["serve", "--state-dir", str(state), "--port", str(port), "--workers", "1",
-                    "--sse-port", str(sse_port), "--metrics-port", str(metrics_port),
-                    "--manifest", str(manifest), *extra]
-    log = tmp / "serve.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
-    server = Server(state, port, proc, log, ADMIN_PASSWORD, sse_port, metrics_port)
-    wait_until_up(server)
-    return server
+    """A one-worker server of the test rack with more serve flags."""
+    return start_server(tmp, TEST_MANIFEST, workers=1, extra_args=extra)
 
 
 @pytest.fixture(scope="module")

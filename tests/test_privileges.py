@@ -190,7 +190,9 @@ def crawl(srv, client, adapter, limit: int = 600) -> tuple[dict[str, list[str]],
     """Concrete URIs by URL rule: every link from /redfish/v1 (a few entries per log); and
     the resource types (of @odata.type) each rule serves."""
     from werkzeug.exceptions import MethodNotAllowed, NotFound
-    todo = ["/redfish", "/redfish/v1", "/redfish/v1/odata", "/redfish/v1/$metadata"]
+    # and the browser pages' shell and assets (resources/browser.py), which no JSON links
+    todo = ["/redfish", "/redfish/v1", "/redfish/v1/odata", "/redfish/v1/$metadata",
+            "/", "/static/racklet.js", "/static/racklet.css"]
     seen, by_rule, types = set(), {}, {}
     while todo and len(seen) < limit:
         uri = todo.pop(0)

@@ -31,8 +31,7 @@ import requests
 import yaml
 from cryptography import x509
 
-from .conftest import (ADMIN_PASSWORD, ROOT, TEST_MANIFEST, Server, cli, free_port, sim, wait_for,
-                       wait_until_settled, wait_until_up)
+from .conftest import ROOT, TEST_MANIFEST, Server, cli, free_port, sim, start_server, wait_for
 
 SHIPPED_CONFIG = ROOT / "deploy" / "prometheus" / "prometheus.yml"
 DASHBOARD = ROOT / "deploy" / "grafana" / "racklet-dashboard.json"
@@ -142,28 +141,9 @@ def load_dashboard() -> dict:
 # -- the rack --------------------------------------------------------------------------------
 
 def start_rack(tmp: Path) -> Server:
-    """``serve`` with ``--metrics-client-cert`` (conftest's start_server has no way to add
-    a serve flag): every scrape must bring a client certificate, even on loopback."""
-    state = tmp / "state"
-    tmp.mkdir(parents=True, exist_ok=True)
-    pwfile = tmp / "admin-password.txt"
-    pwfile.write_text(ADMIN_PASSWORD + "\n")
-    r = subprocess.run(cli() + ["init", "--state-dir", str(state), "--admin-password-file", str(pwfile)],
-                       capture_output=True, text=True, timeout=60)
-    assert r.returncode == 0, r.stderr
-    manifest = tmp / "manifest.yaml"
-    manifest.write_text(TEST_MANIFEST)
-    port, sse_port, metrics_port = free_port(), free_port(), free_port()
-    args = cli() + ["serve", "--state-dir", str(state), "--port", str(port), "--workers", "2",
-                    "--sse-port", str(sse_port), "--metrics-port", str(metrics_port),
-                    "--metrics-client-cert", "--manifest", str(manifest)]
-    log = tmp / "serve.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
-    server = Server(state, port, proc, log, ADMIN_PASSWORD, sse_port, metrics_port)
-    wait_until_up(server)
-    wait_until_settled(server)
-    return server
+    """``serve`` with ``--metrics-client-cert``: every scrape must bring a client
+    certificate, even on loopback."""
+    return start_server(tmp, TEST_MANIFEST, workers=2, extra_args=("--metrics-client-cert",))
 
 
 def certificate_for(server: Server, name: str, out: Path) -> tuple[Path, Path]:

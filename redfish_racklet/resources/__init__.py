@@ -12,6 +12,7 @@ from . import certificate_service
 from . import event_service
 from . import task_service, update_service
 from . import telemetry_service
+from . import browser
 
 BLUEPRINTS = [
     service_root.blp,
@@ -33,4 +34,5 @@ BLUEPRINTS = [
     task_service.blp,
     update_service.blp,
     telemetry_service.blp,
+    browser.blp,
 ]
