@@ -203,11 +203,15 @@ def gunicorn_options(state_dir: str, bind: str, port: int, workers: int,
     }
 
 
-def start_sse(state_dir: str, bind: str, port: int, require_client_cert: bool) -> subprocess.Popen:
+def start_sse(state_dir: str, bind: str, port: int, require_client_cert: bool,
+              api_port: int | None = None) -> subprocess.Popen:
     """The Server-Sent Events listener (sse_server.py): a process of its own, so that streams
-    never hold a gunicorn worker thread."""
+    never hold a gunicorn worker thread. ``api_port``: the API's, whose pages (the dashboard,
+    another origin for the listener) may read the stream through CORS."""
     cmd = [sys.executable, "-m", "redfish_racklet.sse_server", "--state-dir", state_dir, "--bind", bind,
            "--port", str(port)]
+    if api_port:
+        cmd += ["--api-port", str(api_port)]
     if require_client_cert:
         cmd.append("--require-client-cert")
     return subprocess.Popen(cmd)
@@ -254,7 +258,7 @@ def serve(state_dir: str, bind: str, port: int, manifest_path: str | None, worke
         if sse_port is None:
             sse_port = port + 1 if port < 65535 else 0
         if sse_port:
-            sse = start_sse(state_dir, bind, sse_port, require_client_cert)
+            sse = start_sse(state_dir, bind, sse_port, require_client_cert, api_port=port)
         if metrics_port is None:
             metrics_port = port + 2 if port < 65534 else 0
         if metrics_port:

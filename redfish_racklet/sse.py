@@ -30,6 +30,13 @@ a small task and no thread. The gunicorn workers never see an SSE client.
   HEADER_TIMEOUT to send a request, a send buffer of SEND_HIGH_WATER bytes per stream: a
   client that does not read it down within SLOW_CLIENT_TIMEOUT is dropped.
 - Keep-alive: a ``: keep-alive`` comment after KEEPALIVE seconds without an event.
+- CORS, for the browser dashboard only: the page comes from the API's origin
+  (``https://<host>:<api port>``) and this listener is another origin. ``serve`` passes the
+  API port (``--api-port``); a request whose ``Origin`` is exactly the API's origin for the
+  host name the request was sent to gets ``Access-Control-Allow-Origin`` (and ``Vary:
+  Origin``), and its preflight (``OPTIONS``, method GET, at most the header X-Auth-Token)
+  a 204. Any other Origin gets no CORS header, so a browser blocks it;
+  a request without Origin (any non-browser client) is answered as before.
 
 Environment (tests): RACKLET_SSE_KEEPALIVE, RACKLET_SSE_MAX_STREAMS, RACKLET_SSE_SLOW_CLIENT_TIMEOUT.
 """
@@ -61,6 +68,64 @@ def uri(host: str, port: int) -> str:
 
 def default_port(api_port: int) -> int:
     return api_port + 1
+
+
+# -- origins and CORS --------------------------------------------------------------------
+
+CORS_METHOD = "GET"
+CORS_HEADERS = ("X-Auth-Token",)   # what the dashboard sends (Accept is safelisted)
+CORS_MAX_AGE = 600                                   # seconds a browser may keep a preflight's answer
+_HOST_NAME = re.compile(r"[a-z0-9](?:[a-z0-9.-]{0,252})|\[[0-9a-f:.]{2,45}\]")
+
+
+def host_name(host_header: str | None) -> str | None:
+    """The host name of a ``Host`` header, lower case, without its port (an IPv6 address
+    keeps its brackets); None when it is missing or is not a plain DNS name or address.
+    It goes into a CSP and an origin: nothing but name characters may pass."""
+    if not host_header:
+        return None
+    host = host_header.strip().lower()
+    name = host[:host.find("]") + 1] if host.startswith("[") else host.partition(":")[0]
+    return name if _HOST_NAME.fullmatch(name) else None
+
+
+def origin(host: str, port: int) -> str:
+    """The web origin ``https://host:port`` as a browser serialises it (443 is left out)."""
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"https://{host}" if port == 443 else f"https://{host}:{port}"
+
+
+def cors_origin(origin_header: str | None, host_header: str | None, api_port: int | None) -> str | None:
+    """The Origin to allow for this request, or None: only the API's own origin for the host
+    name the request was sent to (the page that the API served on that name)."""
+    if not origin_header or not api_port:
+        return None
+    name = host_name(host_header)
+    if name is None:
+        return None
+    allowed = origin(name, api_port)
+    return allowed if origin_header == allowed else None
+
+
+def preflight_ok(headers: dict[str, str]) -> bool:
+    """Does a preflight (lower-case header names) ask for what a stream needs, and no more?"""
+    if headers.get("access-control-request-method") != CORS_METHOD:
+        return False
+    asked = headers.get("access-control-request-headers", "")
+    allowed = {h.lower() for h in CORS_HEADERS}
+    return all(h.strip().lower() in allowed for h in asked.split(",") if h.strip())
+
+
+def cors_headers(allowed_origin: str) -> list[tuple[str, str]]:
+    """The headers that let the dashboard's page read a response of this listener."""
+    return [("Access-Control-Allow-Origin", allowed_origin), ("Vary", "Origin")]
+
+
+def preflight_headers(allowed_origin: str) -> list[tuple[str, str]]:
+    return cors_headers(allowed_origin) + [
+        ("Access-Control-Allow-Methods", CORS_METHOD), ("Access-Control-Allow-Headers", ", ".join(CORS_HEADERS)),
+        ("Access-Control-Max-Age", str(CORS_MAX_AGE))]
 
 
 # -- events ---------------------------------------------------------------------------

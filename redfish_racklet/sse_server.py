@@ -20,8 +20,8 @@ from urllib.parse import parse_qsl, unquote
 from . import auth, mtls, telemetry
 from .auth import BasicCache, Principal, login, parse_basic, principal_of
 from .messages import RedfishError
-from .sse import (MAX_STREAMS, PORT_META, SSE_PATH, Filter, FilterError, buffer_exceeded_doc, event_doc, sse_bytes,
-                  uri)
+from .sse import (MAX_STREAMS, PORT_META, SSE_PATH, Filter, FilterError, buffer_exceeded_doc, cors_headers,
+                  cors_origin, event_doc, preflight_headers, preflight_ok, sse_bytes, uri)
 from .store import Store
 from .web import EVERY_RESPONSE as _EVERY_RESPONSE
 
@@ -56,6 +56,14 @@ def error_bytes(err: RedfishError) -> bytes:
     head += [f"{k}: {v}" for k, v in err.headers.items()]
     head += [f"{k}: {v}" for k, v in _EVERY_RESPONSE]
     return ("\r\n".join(head) + "\r\n\r\n").encode() + body
+
+
+def preflight_bytes(allowed_origin: str) -> bytes:
+    """204 to a CORS preflight from the dashboard's origin: it may GET the stream with its token."""
+    head = ["HTTP/1.1 204 No Content", "Connection: close"]
+    head += [f"{k}: {v}" for k, v in preflight_headers(allowed_origin)]
+    head += [f"{k}: {v}" for k, v in _EVERY_RESPONSE]
+    return ("\r\n".join(head) + "\r\n\r\n").encode()
 
 
 _REASONS = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
@@ -113,8 +121,9 @@ class Stream:
 
 
 class Hub:
-    def __init__(self, store: Store, require_client_cert: bool = False):
+    def __init__(self, store: Store, require_client_cert: bool = False, api_port: int | None = None):
         self.store = store
+        self.api_port = api_port   # whose origin may read the streams (CORS); None: no CORS at all
         self.streams: set[Stream] = set()
         self.connections = 0
         self.head = self._max_id()
@@ -224,8 +233,21 @@ class Hub:
         method, path, query, headers = parse_head(raw[:-4])
         if unquote(path).rstrip("/") != SSE_PATH:
             raise HttpError(RedfishError.of(404, "InvalidURI", unquote(path)[:200]))
+        allowed = cors_origin(headers.get("origin"), headers.get("host"), self.api_port)
+        if method == "OPTIONS" and allowed and preflight_ok(headers):
+            writer.write(preflight_bytes(allowed))
+            await asyncio.wait_for(writer.drain(), SLOW_CLIENT_TIMEOUT)
+            return
         if method != "GET":
             raise HttpError(RedfishError.of(405, "OperationNotAllowed", headers={"Allow": "GET"}))
+        try:
+            await self._serve_get(reader, writer, query, headers, allowed)
+        except HttpError as e:   # the dashboard may read why it was refused (401: log in again)
+            e.err.headers.update(cors_headers(allowed) if allowed else ())
+            raise
+
+    async def _serve_get(self, reader, writer, query: str, headers: dict, allowed: str | None) -> None:
+        """A GET of the stream: its checks, in the order the tests expect, then the stream."""
         version = headers.get("odata-version")
         if version is not None and version.strip() != "4.0":
             raise HttpError(RedfishError.of(412, "HeaderInvalid", f"OData-Version: {version}"))
@@ -266,13 +288,14 @@ class Hub:
         if len(self.streams) >= MAX_STREAMS:
             raise HttpError(RedfishError.of(503, "ServiceTemporarilyUnavailable", str(RETRY_AFTER),
                                             headers={"Retry-After": str(RETRY_AFTER)}))
-        await self._stream(reader, writer, creds, flt, resume, principal.username, query)
+        await self._stream(reader, writer, creds, flt, resume, principal.username, query, allowed)
 
     async def _stream(self, reader, writer, creds, flt, resume: int | None, owner: str = "",
-                      query: str = "") -> None:
+                      query: str = "", allowed: str | None = None) -> None:
         writer.transport.set_write_buffer_limits(high=SEND_HIGH_WATER)
         head = ["HTTP/1.1 200 OK", "Content-Type: text/event-stream;charset=utf-8",
                 "Cache-Control: no-cache", "Connection: keep-alive", "X-Accel-Buffering: no"]
+        head += [f"{k}: {v}" for k, v in (cors_headers(allowed) if allowed else ())]
         head += [f"{k}: {v}" for k, v in _EVERY_RESPONSE if k != "Cache-Control"]
         out = ("\r\n".join(head) + "\r\n\r\n").encode()
         start = self.head
@@ -368,7 +391,7 @@ class Hub:
 # -- the process -------------------------------------------------------------------------
 
 async def run(state_dir: str, bind: str, port: int, require_client_cert: bool = False,
-              ready=None) -> None:
+              ready=None, api_port: int | None = None) -> None:
     from .server import TLSContexts  # the API listener's TLS settings and reload
     contexts = TLSContexts(state_dir, require_client_cert)
     base = contexts.get()
@@ -382,7 +405,7 @@ async def run(state_dir: str, bind: str, port: int, require_client_cert: bool = 
     base.sni_callback = pick_context
     store = Store(os.path.join(state_dir, "racklet.db"))
     store.delete_stream_subscriptions()   # streams of a listener that stopped without ending them
-    hub = Hub(store, require_client_cert)
+    hub = Hub(store, require_client_cert, api_port)
     server = await asyncio.start_server(hub.handle, bind, port, ssl=base, limit=MAX_HEAD_BYTES,
                                         ssl_handshake_timeout=HEADER_TIMEOUT, reuse_address=True,
                                         backlog=256)
@@ -412,10 +435,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--bind", default="127.0.0.1")
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--require-client-cert", action="store_true")
+    p.add_argument("--api-port", type=int, default=None,
+                   help="the API's HTTPS port: pages of its origin may read the stream (CORS); default: none")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="redfish-racklet sse: %(message)s")
     try:
-        asyncio.run(run(os.path.abspath(args.state_dir), args.bind, args.port, args.require_client_cert))
+        asyncio.run(run(os.path.abspath(args.state_dir), args.bind, args.port, args.require_client_cert,
+                        api_port=args.api_port))
     except OSError as e:
         print(f"redfish-racklet: the SSE listener could not start: {e}", file=sys.stderr)
         return 1

@@ -80,19 +80,32 @@ EVERY_RESPONSE = (  # OData's version and the security headers
 
 
 # Browser pages (the shell and its assets, resources/browser.py) load a script and a style
-# sheet from this origin and fetch the JSON; nothing inline, no other origin. They set their
-# own Cache-Control (static assets are revalidated by ETag).
-PAGE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-            "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
+# sheet from this origin and fetch the JSON; nothing inline. The only other origin is the SSE
+# listener's, which the shell adds to connect-src (``page_csp``). They set their own
+# Cache-Control (static assets are revalidated by ETag).
+def page_csp(connect: str = "") -> str:
+    """The page CSP; ``connect``: one more origin the page may fetch from (the SSE stream)."""
+    return ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+            f"connect-src 'self'{' ' + connect if connect else ''}; frame-ancestors 'none'; base-uri 'none'; "
+            "form-action 'self'")
+
+
+PAGE_CSP = page_csp()
 PAGE_RESPONSE = tuple((name, PAGE_CSP if name == "Content-Security-Policy" else value)
                       for name, value in EVERY_RESPONSE if name != "Cache-Control")
-PAGE_ENVIRON_KEY = "racklet.page"  # set in the WSGI environ by a view that answers with a page
+PAGE_ENVIRON_KEY = "racklet.page"  # set in the WSGI environ by a view that answers with a page: its CSP
 
 
-def mark_page() -> None:
+def mark_page(csp: str = PAGE_CSP) -> None:
     """Declare this request's response a browser page: ``add_headers`` then gives it the
-    page CSP instead of the JSON one (two CSP headers would be enforced together)."""
-    request.environ[PAGE_ENVIRON_KEY] = True
+    page CSP ``csp`` instead of the JSON one (two CSP headers would be enforced together)."""
+    request.environ[PAGE_ENVIRON_KEY] = csp
+
+
+@functools.lru_cache(maxsize=16)
+def page_response(csp: str) -> tuple[tuple[str, str], ...]:
+    """PAGE_RESPONSE with ``csp`` as its one Content-Security-Policy."""
+    return tuple((name, csp if name == "Content-Security-Policy" else value) for name, value in PAGE_RESPONSE)
 
 
 def prefers_html(accept: str | None) -> bool:
@@ -134,7 +147,8 @@ def add_headers(wsgi_app):
     page's set when its view called ``mark_page``)."""
     def app(environ, start_response):
         def start(status, headers, exc_info=None):
-            headers.extend(PAGE_RESPONSE if environ.get(PAGE_ENVIRON_KEY) else EVERY_RESPONSE)
+            csp = environ.get(PAGE_ENVIRON_KEY)
+            headers.extend(EVERY_RESPONSE if csp is None else page_response(csp))
             return start_response(status, headers, exc_info)
         return wsgi_app(environ, start)
     return app

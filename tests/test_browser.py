@@ -27,8 +27,8 @@ import pytest
 import requests
 
 from redfish_racklet.app import is_page_path
-from redfish_racklet.resources.browser import etag_matches
-from redfish_racklet.web import PAGE_CSP, prefers_html
+from redfish_racklet.resources.browser import etag_matches, stream_csp
+from redfish_racklet.web import PAGE_CSP, page_csp, prefers_html
 
 from .conftest import ADMIN_PASSWORD, ROOT, cli, sim, start_server
 
@@ -124,13 +124,39 @@ def rack(tmp_path_factory):
     srv.stop()
 
 
+def shell_csp(rack) -> str:
+    """The page CSP with the SSE listener's origin (for the host name the tests use)."""
+    return page_csp(f"https://127.0.0.1:{rack.sse_port}")
+
+
+def test_the_page_csp_names_the_sse_listener():
+    assert stream_csp("rack.example:8443", "8444") == page_csp("https://rack.example:8444")
+    assert "connect-src 'self' https://rack.example:8444;" in stream_csp("Rack.Example", "8444")
+    assert "connect-src 'self' https://[::1]:8444;" in stream_csp("[::1]:8443", "8444")
+    assert "connect-src 'self' https://rack;" in stream_csp("rack:8443", "443")
+    # only connect-src widens, and by one origin
+    directives = lambda csp: dict(d.strip().split(" ", 1) for d in csp.split(";"))  # noqa: E731
+    assert directives(stream_csp("rack:8443", "8444")) == {**directives(PAGE_CSP),
+                                                           "connect-src": "'self' https://rack:8444"}
+
+
+@pytest.mark.parametrize("host, port", [
+    ("rack:8443", None), ("rack:8443", ""), ("rack:8443", "0"), ("rack:8443", "65536"), ("rack:8443", "84a4"),
+    ("rack:8443", "-1"), (None, "8444"), ("", "8444"), ("rack; script-src *", "8444"), ("rack *", "8444"),
+    ("'unsafe-inline'", "8444"), ("rack\r\nX-Evil: 1", "8444"), ("[::1", "8444"),
+])
+def test_no_listener_or_a_strange_host_keeps_the_plain_page_csp(host, port):
+    assert stream_csp(host, port) == PAGE_CSP
+
+
 def test_the_shell_is_served_to_browsers_only(rack):
     anon = rack.anonymous()
     for path in ("/", "/redfish", "/redfish/v1", "/redfish/v1/Systems/Unit1", "/redfish/v1/NoSuchThing"):
         r = anon.get(rack.url + path, headers={"Accept": NAVIGATION_ACCEPT})
         assert r.status_code == 200, path
         assert r.headers["Content-Type"] == "text/html; charset=utf-8", path
-        assert r.headers["Content-Security-Policy"] == PAGE_CSP
+        assert r.headers["Content-Security-Policy"] == shell_csp(rack)
+        assert len([k for k in r.raw.headers.keys() if k.lower() == "content-security-policy"]) == 1
         assert r.headers["Cache-Control"] == "no-store" and "Accept" in r.headers["Vary"]
         assert r.headers["X-Frame-Options"] == "DENY"
         assert "Systems" not in r.text and "Unit1" not in r.text  # no data in the page
@@ -163,7 +189,8 @@ def test_the_shell_has_nothing_inline(rack):
     assert parser.scripts == ["/static/racklet.js"] and parser.sheets == ["/static/racklet.css"]
     csp = dict(d.strip().split(" ", 1) for d in r.headers["Content-Security-Policy"].split(";"))
     assert csp["default-src"] == "'none'" and csp["script-src"] == "'self'" and csp["style-src"] == "'self'"
-    assert csp["connect-src"] == "'self'" and csp["frame-ancestors"] == "'none'" and csp["base-uri"] == "'none'"
+    assert csp["connect-src"] == f"'self' https://127.0.0.1:{rack.sse_port}"  # the event stream, and only it
+    assert csp["frame-ancestors"] == "'none'" and csp["base-uri"] == "'none'"
     assert "unsafe" not in r.headers["Content-Security-Policy"]
 
 
@@ -298,6 +325,7 @@ def test_log_in_and_see_every_unit(page, rack, shots):
                                                             timeout=WAIT_MS)
     wait_text(tray(page, "Unit5", ".presence"), "Absent")
     assert tray(page, "Unit5", "button").evaluate_all("bs => bs.every(b => b.disabled)")
+    wait_text(w.locator("#live-mode"), "live (events)")  # the page follows the event stream
     assert "admin (Administrator)" in w.locator(".who").inner_text()
     # the token lives in sessionStorage, not in a cookie
     assert w.evaluate("sessionStorage.getItem('racklet.token')")
@@ -351,6 +379,49 @@ def test_unplug_a_unit_and_watch_it_go_absent(page, rack):
     finally:
         sim(rack, "plug", "Unit3")
     wait_text(tray(page, "Unit3", ".presence"), "Present")
+
+
+def sse_uri(rack) -> str:
+    return f"https://127.0.0.1:{rack.sse_port}/redfish/v1/EventService/SSE"
+
+
+def test_live_updates_come_through_the_event_stream(page, rack):
+    w = page.page
+    streams = []
+    w.on("request", lambda r: streams.append(r) if r.url == sse_uri(rack) and r.method == "GET" else None)
+    log_in(page, rack)
+    wait_text(w.locator("#live-mode"), "live (events)")
+    wait_text(tray(page, "Unit4", ".presence"), "Present")
+    assert streams and streams[0].all_headers().get("x-auth-token") == w.evaluate(
+        "sessionStorage.getItem('racklet.token')")
+    # from now on no poll can answer: only the event path can show the change
+    polls = re.compile(r"/redfish/v1/Systems\?")
+    w.route(polls, lambda route: route.abort())
+    try:
+        sim(rack, "unplug", "Unit4")
+        expect(tray(page, "Unit4", ".presence")).to_have_text("Absent", timeout=2000)  # the slow poll: 5 s
+        assert tray(page, "Unit4", "button").evaluate_all("bs => bs.every(b => b.disabled)")
+        assert w.locator("#live-mode").inner_text() == "live (events)"
+    finally:
+        w.unroute(polls)
+        sim(rack, "plug", "Unit4")
+    wait_text(tray(page, "Unit4", ".presence"), "Present")
+    assert page.csp_reports() == []
+
+
+def test_without_the_stream_the_page_polls(page, rack):
+    w = page.page
+    w.route(sse_uri(rack), lambda route: route.abort())
+    log_in(page, rack)
+    wait_text(tray(page, "Unit4", ".presence"), "Present")
+    wait_text(w.locator("#live-mode"), "polling")
+    sim(rack, "unplug", "Unit4")
+    try:
+        wait_text(tray(page, "Unit4", ".presence"), "Absent")
+        assert w.locator("#live-mode").inner_text() == "polling"
+    finally:
+        sim(rack, "plug", "Unit4")
+    wait_text(tray(page, "Unit4", ".presence"), "Present")
 
 
 def test_follow_links_through_the_browsable_api(page, rack, shots):

@@ -57,8 +57,8 @@ class Client:
         self.sock = ctx.wrap_socket(raw, server_hostname="127.0.0.1")
         self.sock.settimeout(timeout)
         path += f"?{query}" if query else ""
-        lines = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1", "Accept: text/event-stream"]
-        lines += [f"{k}: {v}" for k, v in (headers if headers is not None else basic()).items()]
+        sent = {"Host": "127.0.0.1", "Accept": "text/event-stream", **(headers if headers is not None else basic())}
+        lines = [f"{method} {path} HTTP/1.1"] + [f"{k}: {v}" for k, v in sent.items()]
         self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
         self.buf = b""
         while b"\r\n\r\n" not in self.buf:
@@ -68,7 +68,7 @@ class Client:
         self.status = int(status_line.split()[1])
         self.headers = {k.lower(): v.strip() for k, _, v in (h.partition(":") for h in hdrs)}
         self.body = None
-        if self.status != 200:
+        if self.status not in (200, 204):
             length = int(self.headers.get("content-length", "0"))
             while len(self.buf) < length:
                 self._fill()
@@ -463,3 +463,156 @@ def test_each_stream_is_an_event_destination_and_deleting_it_ends_the_stream(srv
         first.close()
         second.close()
     wait_for(lambda: not [d for d in streams() if d["Id"] not in before], "the streams' EventDestinations gone")
+
+
+# -- CORS: the dashboard (the API's origin) may read the stream, no other page may ---------------
+
+def api_origin(server) -> str:
+    return f"https://127.0.0.1:{server.port}"
+
+
+def token(server) -> str:
+    r = server.anonymous().post(server.url + "/redfish/v1/SessionService/Sessions",
+                                json={"UserName": "admin", "Password": ADMIN_PASSWORD})
+    assert r.status_code == 201, r.text
+    return r.headers["X-Auth-Token"]
+
+
+def cors_names(c: Client) -> set[str]:
+    return {k for k in c.headers if k.startswith("access-control-")}
+
+
+PREFLIGHT = {"Access-Control-Request-Method": "GET", "Access-Control-Request-Headers": "x-auth-token"}
+
+
+def test_preflight_from_the_api_origin(srv):
+    c = Client(srv, {"Origin": api_origin(srv), **PREFLIGHT}, method="OPTIONS")
+    try:   # no credentials: a browser sends none with a preflight
+        assert c.status == 204, c.headers
+        assert c.headers["access-control-allow-origin"] == api_origin(srv)
+        assert c.headers["access-control-allow-methods"] == "GET"
+        assert c.headers["access-control-allow-headers"].lower() == "x-auth-token"
+        assert int(c.headers["access-control-max-age"]) == sse.CORS_MAX_AGE > 0
+        assert c.headers["vary"] == "Origin" and "access-control-allow-credentials" not in c.headers
+        assert c.headers["x-content-type-options"] == "nosniff"
+    finally:
+        c.close()
+    # asking for nothing beyond the safelisted headers is fine too
+    c = Client(srv, {"Origin": api_origin(srv), "Access-Control-Request-Method": "GET"}, method="OPTIONS")
+    assert c.status == 204 and c.headers["access-control-allow-origin"] == api_origin(srv)
+    c.close()
+
+
+def test_stream_from_the_api_origin_with_a_token(srv):
+    c = Client(srv, {"Origin": api_origin(srv), "X-Auth-Token": token(srv)})
+    try:
+        assert c.status == 200 and c.headers["content-type"].startswith("text/event-stream")
+        assert c.headers["access-control-allow-origin"] == api_origin(srv) and c.headers["vary"] == "Origin"
+        eid = add(srv, "TestReg.1.0.0.Cors", "/redfish/v1/Chassis/Unit1")
+        got, doc = c.event()
+        while got < eid:
+            got, doc = c.event()
+        assert got == eid and doc["Events"][0]["MessageId"] == "TestReg.1.0.0.Cors"
+    finally:
+        c.close()
+    # a refusal is readable by the page too (it learns its session has ended)
+    c = Client(srv, {"Origin": api_origin(srv), "X-Auth-Token": "no-such-token"})
+    assert c.status == 401 and c.headers["access-control-allow-origin"] == api_origin(srv)
+    c.close()
+
+
+@pytest.mark.parametrize("origin", [
+    "https://evil.example",
+    "https://127.0.0.1",                      # no port: 443, not the API's
+    "http://127.0.0.1:{port}",                # another scheme
+    "https://localhost:{port}",               # another host name than the request's
+    "https://127.0.0.1:{sse}",                # the listener's own origin is no page of the rack
+    "https://127.0.0.1:{port}/",              # not an origin as browsers send it
+    "https://127.0.0.1:{port}.evil.example",
+    "null",
+    "",
+])
+def test_other_origins_get_no_cors_headers(srv, origin):
+    origin = origin.format(port=srv.port, sse=srv.sse_port)
+    c = Client(srv, {"Origin": origin, **PREFLIGHT}, method="OPTIONS")
+    assert c.status == 405 and c.headers["allow"] == "GET" and not cors_names(c)
+    c.close()
+    c = Client(srv, {**basic(), "Origin": origin})   # the stream itself: served, but unreadable to that page
+    try:
+        assert c.status == 200 and not cors_names(c) and "vary" not in c.headers
+    finally:
+        c.close()
+
+
+def test_the_host_name_must_match_the_origin(srv):
+    origin = api_origin(srv)
+    for host in (f"localhost:{srv.sse_port}", "127.0.0.2", "", "127.0.0.1 x", "[::1]"):
+        c = Client(srv, {"Host": host, "Origin": origin, **PREFLIGHT}, method="OPTIONS")
+        assert c.status in (400, 405) and not cors_names(c), host
+        c.close()
+
+
+@pytest.mark.parametrize("extra", [
+    {"Access-Control-Request-Method": "POST"},
+    {"Access-Control-Request-Method": "get"},
+    {"Access-Control-Request-Method": "GET", "Access-Control-Request-Headers": "x-auth-token, authorization"},
+    {"Access-Control-Request-Method": "GET", "Access-Control-Request-Headers": "content-type"},
+    {"Access-Control-Request-Headers": "x-auth-token"},   # no method: not a preflight
+])
+def test_a_preflight_asking_for_more_is_refused(srv, extra):
+    c = Client(srv, {"Origin": api_origin(srv), **extra}, method="OPTIONS")
+    assert c.status == 405 and not cors_names(c)
+    c.close()
+
+
+def test_without_origin_nothing_changes(srv):
+    c = Client(srv)
+    try:
+        assert c.status == 200 and not cors_names(c) and "vary" not in c.headers
+    finally:
+        c.close()
+    c = Client(srv, PREFLIGHT, method="OPTIONS")
+    assert c.status == 405 and not cors_names(c)
+    c.close()
+    c = Client(srv, {})
+    assert c.status == 401 and not cors_names(c)
+    c.close()
+
+
+@pytest.mark.parametrize("header, name", [
+    ("127.0.0.1:8444", "127.0.0.1"), ("127.0.0.1", "127.0.0.1"), ("Rack.Example:8444", "rack.example"),
+    ("[::1]:8444", "[::1]"), ("[fe80::1]", "[fe80::1]"), (" rack ", "rack"),
+])
+def test_host_name(header, name):
+    assert sse.host_name(header) == name
+
+
+@pytest.mark.parametrize("header", [
+    None, "", ":8444", "rack example", "rack;script-src", "rack'", "ra\"ck", "[::1", "[zz::1]:1", "-rack",
+    "rack/x", "a" * 300, "räck", "rack,other",
+])
+def test_host_name_refuses_what_is_no_name(header):
+    assert sse.host_name(header) is None
+
+
+def test_origin_and_cors_origin():
+    assert sse.origin("rack", 8443) == "https://rack:8443" and sse.origin("rack", 443) == "https://rack"
+    assert sse.origin("::1", 8443) == "https://[::1]:8443" == sse.origin("[::1]", 8443)
+    assert sse.cors_origin("https://rack:8443", "rack:8444", 8443) == "https://rack:8443"
+    assert sse.cors_origin("https://rack", "RACK:8444", 443) == "https://rack"
+    assert sse.cors_origin("https://[::1]:8443", "[::1]:8444", 8443) == "https://[::1]:8443"
+    for origin, host, port in (("https://rack:8443", "rack:8444", None), ("https://rack:8443", "rack:8444", 0),
+                               (None, "rack:8444", 8443), ("https://rack:8443", None, 8443),
+                               ("https://rack:8443", "other:8444", 8443), ("https://rack:8443", "rack;x", 8443),
+                               ("https://RACK:8443", "rack:8444", 8443), ("https://rack:443", "rack", 443)):
+        assert sse.cors_origin(origin, host, port) is None, (origin, host, port)
+
+
+def test_preflight_ok():
+    assert sse.preflight_ok({"access-control-request-method": "GET"})
+    assert sse.preflight_ok({"access-control-request-method": "GET", "access-control-request-headers": "X-Auth-Token"})
+    assert sse.preflight_ok({"access-control-request-method": "GET", "access-control-request-headers": " , "})
+    for bad in ({}, {"access-control-request-method": "OPTIONS"},
+                {"access-control-request-method": "GET", "access-control-request-headers": "x-auth-token,cookie"},
+                {"access-control-request-method": "GET", "access-control-request-headers": "last-event-id"}):
+        assert not sse.preflight_ok(bad), bad

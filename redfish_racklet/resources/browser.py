@@ -7,6 +7,10 @@ keeps in ``sessionStorage`` and draws it (the dashboard at "/", the browsable AP
 elsewhere). ``app._before`` serves the shell for a navigation (``web.prefers_html``) before
 authentication; Redfish clients, which never prefer HTML, get JSON exactly as before.
 
+The dashboard's live updates come from the EventService's SSE stream, on the listener's
+own port: another origin, so the shell's CSP adds exactly that origin to connect-src
+(``shell_csp``), for the host name the browser asked for.
+
 Both routes are public deviations, declared in ``privileges.EXCEPTIONS``.
 """
 
@@ -21,8 +25,10 @@ from flask_smorest import Blueprint
 from werkzeug.exceptions import NotFound
 from werkzeug.wrappers import Response
 
+from .. import sse
 from ..privileges import exception
-from ..web import RedfishView, mark_page
+from ..web import PAGE_CSP, RedfishView, mark_page, page_csp
+from .common import store
 
 blp = Blueprint("browser", __name__, description="The browser shell and its assets")
 
@@ -52,9 +58,19 @@ addresses (send <code>Accept: application/json</code>).</p></noscript>
 """.encode()
 
 
+def stream_csp(host_header: str | None, sse_port: str | None) -> str:
+    """The page CSP that also lets the page fetch the SSE listener at ``sse_port`` (the store's
+    meta, "" or None while no listener runs) on the host name of ``host_header``. A Host that is
+    not a plain name or address adds nothing (the page then polls)."""
+    name = sse.host_name(host_header)
+    if name is None or not sse_port or not sse_port.isdigit() or not 0 < int(sse_port) < 65536:
+        return PAGE_CSP
+    return page_csp(sse.origin(name, int(sse_port)))
+
+
 def shell() -> Response:
     """The page every browser navigation gets: a script and a style sheet, no data."""
-    mark_page()
+    mark_page(stream_csp(request.host, store().get_meta(sse.PORT_META)))
     return Response(SHELL, 200, content_type=HTML_TYPE,
                     headers={"Cache-Control": "no-store", "Vary": "Accept"})
 

@@ -78,8 +78,7 @@ def service_doc() -> dict:
     }
     port = store().get_meta(sse.PORT_META)
     if port:   # the SSE listener runs (a process of its own, on its own port: see sse.py)
-        doc["ServerSentEventUri"] = sse.uri(request.host.rsplit(":", 1)[0] if not request.host.endswith("]")
-                                            else request.host, int(port))
+        doc["ServerSentEventUri"] = sse.uri(sse.host_name(request.host) or "127.0.0.1", int(port))
         doc["SSEFilterPropertiesSupported"] = {p: True for p in sse.FILTER_PROPERTIES}
     return doc
 

@@ -1,16 +1,11 @@
-/* racklet.js — the rack in a browser: login, the rack dashboard ("/") and the browsable
- * Redfish API (any /redfish/... page).
- *
- * The server sends the same data-free page for every navigation; this script fetches the
- * JSON of the page's own path with the session token kept in sessionStorage (sent as
- * X-Auth-Token; no cookies, so no CSRF surface) and draws it. Every node is built with
- * createElement/textContent: data never becomes markup. Nothing here is inline in the
- * page, so the strict Content-Security-Policy holds (script, style, fetch: this origin).
- *
- * Live updates: the dashboard polls the JSON once a second with a single request chain
- * in flight (the next one starts a second after the last ended). The SSE listener is on
- * another port, i.e. another origin: it would need CORS and a wider connect-src.
- */
+/* racklet.js — the rack in a browser: login, the dashboard ("/") and the browsable Redfish
+ * API (any /redfish/... page). The server sends one data-free page for every navigation;
+ * this script fetches the JSON of the page's path with the session token (sessionStorage,
+ * sent as X-Auth-Token: no cookies, no CSRF surface) and draws it with createElement and
+ * textContent only: data never becomes markup, and nothing is inline (a strict CSP).
+ * Live updates: the EventService's SSE stream (fetch: EventSource sends no X-Auth-Token;
+ * another origin, allowed by CORS); an event's unit is re-read at once, and a slow poll
+ * catches drift. Without the stream: a poll every POLL_MS, and retries with backoff. */
 "use strict";
 (function () {
   const TOKEN = "racklet.token";
@@ -22,6 +17,9 @@
     "Members@odata.nextLink", "DataSourceUri"]);
   const ALLOWABLE = "@Redfish.AllowableValues";
   const POLL_MS = 1000;
+  const SLOW_POLL_MS = 5000;
+  const RETRY_MS = [1000, 30000];  // the stream's first and longest wait before a retry
+  const UNIT_URI = /^\/redfish\/v1\/(?:Systems|Chassis)\/([^/]+)/;
   const TASK_POLL_MS = 500;
   const PLOT_WINDOW_MS = 10 * 60 * 1000;
   const PLOT_POINTS = 600;
@@ -33,7 +31,7 @@
   /** Thrown when a 401 sent the user back to the login form: callers just stop. */
   class LoggedOut extends Error {}
 
-  // -- DOM helpers ------------------------------------------------------------------------
+  // -- DOM helpers
 
   /** An element with attributes (``text``: its text; ``cls``: its class) and children;
    * strings become text nodes, so data can never become markup. */
@@ -49,6 +47,23 @@
       if (child !== null && child !== undefined) node.append(child);
     }
     return node;
+  }
+
+  /** A section card titled by its h2; ``name``: its class, and its title's id. */
+  function card(name, title, children) {
+    return el("section", {cls: "card " + name, "aria-labelledby": name + "-title"},
+      [el("h2", {id: name + "-title", text: title})].concat(children));
+  }
+
+  /** A scrolling table: a row of ``headings`` over ``body`` (a tbody). */
+  function table(headings, body) {
+    return el("div", {cls: "scroll"}, el("table", {}, [
+      el("thead", {}, el("tr", {}, headings.map((text) => el("th", {text})))), body]));
+  }
+
+  /** A label for ``control`` (by its id). */
+  function label(control, text) {
+    return el("label", {for: control.id, text});
   }
 
   /** A link only to this origin: a JSON value names where it points, not a scheme. */
@@ -70,14 +85,19 @@
     else button.removeAttribute("title");
   }
 
-  // -- the session ------------------------------------------------------------------------
+  // -- the session
 
-  function who() {
+  /** JSON.parse, or null for what is not JSON. */
+  function parse(text) {
     try {
-      return JSON.parse(sessionStorage.getItem(WHO) || "null");
+      return JSON.parse(text);
     } catch (e) {
       return null;
     }
+  }
+
+  function who() {
+    return parse(sessionStorage.getItem(WHO));
   }
 
   /** May the logged-in role use a control that needs ``privilege``? (The service decides;
@@ -108,14 +128,7 @@
     }
     const r = await fetch(path, {method, headers, body: payload, credentials: "omit", cache: "no-store"});
     const text = r.status === 204 ? "" : await r.text();
-    let data = null;
-    if ((r.headers.get("Content-Type") || "").includes("json") && text) {
-      try {
-        data = JSON.parse(text);
-      } catch (e) {
-        data = null;
-      }
-    }
+    const data = (r.headers.get("Content-Type") || "").includes("json") ? parse(text) : null;
     if (r.status === 401 && !path.startsWith("/redfish/v1/SessionService/Sessions")) {
       forget();
       showLogin(token ? "Your session has ended: please log in again." : "");
@@ -137,12 +150,9 @@
 
   /** The role's privileges: Session → UserName → its account's RoleId → the Role. */
   async function learnRole(userName) {
-    let roleId = null;
     const accounts = await api("GET", "/redfish/v1/AccountService/Accounts?$expand=.");
     const members = (accounts.data && accounts.data.Members) || [];
-    for (const m of members) {
-      if (m.UserName === userName) roleId = m.RoleId;
-    }
+    let roleId = (members.find((m) => m.UserName === userName) || {}).RoleId;
     for (const m of members) {  // not expanded: only one's own account may be readable
       if (roleId || m.UserName !== undefined) continue;
       const r = await api("GET", m["@odata.id"]);
@@ -177,7 +187,7 @@
     showLogin("You are logged out.");
   }
 
-  // -- the page frame -------------------------------------------------------------------
+  // -- the page frame
 
   let stopPage = () => {};
 
@@ -210,24 +220,17 @@
     const user = el("input", {id: "login-user", name: "username", autocomplete: "username", required: true});
     const pass = el("input", {id: "login-password", name: "password", type: "password",
       autocomplete: "current-password", required: true});
-    const msg = el("p", {cls: "msg", role: "status", "aria-live": "polite", text: note || ""});
+    const msg = el("p", {cls: "msg", role: "status", text: note || ""});
     const button = el("button", {type: "submit", text: "Log in"});
     const form = el("form", {cls: "card login", id: "login", "aria-labelledby": "login-title"}, [
       el("h1", {id: "login-title", text: "Log in to the rack"}),
-      el("label", {for: "login-user", text: "User name"}), user,
-      el("label", {for: "login-password", text: "Password"}), pass, button, msg]);
+      label(user, "User name"), user,
+      label(pass, "Password"), pass, button, msg]);
     form.addEventListener("submit", (ev) => {
       ev.preventDefault();
       button.disabled = true;
       msg.textContent = "Logging in…";
-      logIn(user.value, pass.value).then((failed) => {
-        if (failed) {
-          msg.textContent = "Not logged in: " + failed;
-          button.disabled = false;
-        } else {
-          route();
-        }
-      }).catch((e) => {
+      logIn(user.value, pass.value).then((failed) => (failed ? Promise.reject(failed) : route())).catch((e) => {
         msg.textContent = "Not logged in: " + e;
         button.disabled = false;
       });
@@ -236,7 +239,7 @@
     user.focus();
   }
 
-  // -- the browsable API ----------------------------------------------------------------
+  // -- the browsable API
 
   function breadcrumb(pathname) {
     const parts = pathname.split("/").filter(Boolean);
@@ -256,25 +259,18 @@
   function appendJson(out, value, depth, key) {
     if (value === null) {
       out.append(el("span", {cls: "j-null", text: "null"}));
-    } else if (Array.isArray(value)) {
-      if (!value.length) return out.append("[]");
-      out.append("[");
-      value.forEach((item, i) => {
-        out.append(indent(depth + 1));
-        appendJson(out, item, depth + 1, key);
-        if (i < value.length - 1) out.append(",");
-      });
-      out.append(indent(depth) + "]");
-    } else if (typeof value === "object") {
+    } else if (typeof value === "object") {  // an array's items keep the key it is under
+      const array = Array.isArray(value);
       const keys = Object.keys(value);
-      if (!keys.length) return out.append("{}");
-      out.append("{");
+      const [open, close] = array ? "[]" : "{}";
+      out.append(open);
       keys.forEach((k, i) => {
-        out.append(indent(depth + 1), el("span", {cls: "j-key", text: JSON.stringify(k)}), ": ");
-        appendJson(out, value[k], depth + 1, k);
+        out.append(indent(depth + 1));
+        if (!array) out.append(el("span", {cls: "j-key", text: JSON.stringify(k)}), ": ");
+        appendJson(out, value[k], depth + 1, array ? key : k);
         if (i < keys.length - 1) out.append(",");
       });
-      out.append(indent(depth) + "}");
+      out.append((keys.length ? indent(depth) : "") + close);
     } else if (typeof value === "string") {
       const text = JSON.stringify(value);
       if (LINK_KEYS.has(key) && value.startsWith("/") && sameOrigin(value)) {
@@ -288,9 +284,8 @@
     return out;
   }
 
-  /** The privilege an action needs, simply: the rack's own services (Managers, accounts,
-   * sessions, certificates, events) need ConfigureManager; units, chassis, power
-   * equipment and updates need ConfigureComponents. The service checks the real thing. */
+  /** The privilege an action needs, roughly (the service checks the real thing): the rack's
+   * own services need ConfigureManager, units, chassis and updates ConfigureComponents. */
   function actionPrivilege(target) {
     return /^\/redfish\/v1\/(Managers|AccountService|SessionService|CertificateService|EventService)\b/
       .test(target) ? "ConfigureManager" : "ConfigureComponents";
@@ -306,13 +301,13 @@
       const param = k.slice(0, -ALLOWABLE.length);
       const sid = id + "-" + slug(param);
       selects[param] = el("select", {id: sid, name: param}, values.map((v) => el("option", {value: v, text: v})));
-      fields.push(el("label", {for: sid, text: param}), selects[param]);
+      fields.push(label(selects[param], param), selects[param]);
     }
     const target = typeof info.target === "string" ? info.target : "";
     const need = actionPrivilege(target);
     const button = el("button", {type: "submit", text: "Run " + title.split(".").pop()});
     setDisabled(button, !can(need) || !sameOrigin(target), can(need) ? null : "Your role lacks " + need);
-    const result = el("p", {cls: "result", role: "status", "aria-live": "polite"});
+    const result = el("p", {cls: "result", role: "status"});
     const form = el("form", {cls: "action", id, "aria-label": title}, [
       el("h3", {text: title}),
       el("p", {cls: "target"}, ["target ", el("a", {href: sameOrigin(target) ? target : null, text: target})]),
@@ -331,9 +326,7 @@
     const actions = (doc && doc.Actions) || {};
     const names = Object.keys(actions).filter((k) => k.startsWith("#"));
     if (!names.length) return null;
-    return el("section", {cls: "card actions", "aria-labelledby": "actions-title"}, [
-      el("h2", {id: "actions-title", text: "Actions"}),
-      ...names.map((n, i) => actionForm(n, actions[n], i))]);
+    return card("actions", "Actions", names.map((n, i) => actionForm(n, actions[n], i)));
   }
 
   async function browse() {
@@ -353,7 +346,7 @@
     ]);
   }
 
-  // -- the dashboard --------------------------------------------------------------------
+  // -- the dashboard
 
   function number(value, digits, unit) {
     return typeof value === "number" ? value.toFixed(digits) + " " + unit : "—";
@@ -371,15 +364,12 @@
       health: field("Health", "health"), led: field("Identify", "identify"),
       watts: field("Power draw", "watts"), temp: field("Temperature", "temperature"),
     };
-    const buttons = {
-      on: el("button", {type: "button", cls: "on", text: "On"}),
-      off: el("button", {type: "button", cls: "off", text: "Off"}),
-      restart: el("button", {type: "button", cls: "restart", text: "Restart"}),
-      identify: el("button", {type: "button", cls: "identify-toggle", "aria-pressed": "false", text: "Identify"}),
-    };
+    const button = (cls, text) => el("button", {type: "button", cls, text});
+    const buttons = {on: button("on", "On"), off: button("off", "Off"), restart: button("restart", "Restart"),
+      identify: button("identify-toggle", "Identify")};
     const title = el("a", {href: "/redfish/v1/Systems/" + encodeURIComponent(id), text: id});
     const slot = el("span", {cls: "slot", text: ""});
-    const msg = el("p", {cls: "result", role: "status", "aria-live": "polite"});
+    const msg = el("p", {cls: "result", role: "status"});
     const led = el("span", {cls: "led", "aria-hidden": "true"});
     const root = el("li", {cls: "tray", "data-unit": id}, [
       el("h3", {}, [led, slot, title]),
@@ -410,20 +400,17 @@
     const lit = !!system.LocationIndicatorActive;
     const slot = system.Oem && system.Oem.Racklet && system.Oem.Racklet.Slot;
     tray.slot.textContent = slot !== undefined ? "Slot " + slot + " · " : "";
-    tray.fields.presence.dd.textContent = absent ? "Absent" : "Present";
-    tray.fields.power.dd.textContent = absent ? "—" : power;
-    tray.fields.health.dd.textContent = absent ? "—" : (status.Health || "Unknown");
-    tray.fields.led.dd.textContent = lit ? "On" : "Off";
-    tray.fields.watts.dd.textContent = absent ? "—" : number(sensors.Power, 2, "W");
-    tray.fields.temp.dd.textContent = absent ? "—" : number(sensors.Temperature, 1, "°C");
+    const shown = {presence: absent ? "Absent" : "Present", power, health: status.Health || "Unknown",
+      led: lit ? "On" : "Off", watts: number(sensors.Power, 2, "W"), temp: number(sensors.Temperature, 1, "°C")};
+    for (const [k, text] of Object.entries(shown)) {
+      tray.fields[k].dd.textContent = absent && k !== "presence" && k !== "led" ? "—" : text;
+    }
     tray.root.setAttribute("class", ["tray", absent ? "absent" : "present", "power-" + slug(power).toLowerCase(),
       "health-" + slug(status.Health || "unknown").toLowerCase(), lit ? "lit" : ""].join(" ").trim());
     const may = can("ConfigureComponents");
     const why = may ? (absent ? "The tray is empty" : null) : "Your role lacks ConfigureComponents";
-    setDisabled(tray.buttons.on, !may || absent || power === "On", why);
-    setDisabled(tray.buttons.off, !may || absent || power === "Off", why);
-    setDisabled(tray.buttons.restart, !may || absent || power !== "On", why);
-    setDisabled(tray.buttons.identify, !may || absent, why);
+    const moot = {on: power === "On", off: power === "Off", restart: power !== "On"};  // and identify: never
+    for (const [k, b] of Object.entries(tray.buttons)) setDisabled(b, !may || absent || !!moot[k], why);
     tray.buttons.identify.setAttribute("aria-pressed", lit ? "true" : "false");
   }
 
@@ -449,9 +436,10 @@
     series.set(key, points);
   }
 
-  function seedHistory(series, report) {
-    const values = (report && report.MetricValues) || [];
-    const rows = values.map((m) => ({key: String(m.MetricId || "").replace(/PowerAverage$/, ""),
+  /** A report's power values (MetricId <key><suffix>) into the plots' series. */
+  function seedHistory(series, report, suffix) {
+    const values = ((report && report.MetricValues) || []).filter((m) => String(m.MetricId).endsWith(suffix));
+    const rows = values.map((m) => ({key: m.MetricId.slice(0, -suffix.length),
       t: Date.parse(m.Timestamp || ""), w: parseFloat(m.MetricValue)}));
     rows.sort((a, b) => a.t - b.t);
     for (const row of rows) addPoint(series, row.key, row.t, row.w);
@@ -511,16 +499,12 @@
     const target = el("select", {id: "bundle-target", name: "Target"});
     const submit = el("button", {type: "submit", text: "Upload and install"});
     const progress = el("progress", {id: "task-progress", max: "100", value: "0"});
-    const state = el("p", {cls: "result task-state", role: "status", "aria-live": "polite"});
+    const state = el("p", {cls: "result task-state", role: "status"});
     const form = el("form", {cls: "upload", id: "upload", "aria-label": "Upload a signed bundle"}, [
-      el("label", {for: "bundle-file", text: "Signed bundle"}), file,
-      el("label", {for: "bundle-target", text: "Install on"}), target, submit,
-      el("label", {for: "task-progress", text: "Task progress"}), progress, state]);
-    const section = el("section", {cls: "card firmware", "aria-labelledby": "fw-title"}, [
-      el("h2", {id: "fw-title", text: "Firmware"}),
-      el("div", {cls: "scroll"}, el("table", {}, [
-        el("thead", {}, el("tr", {}, [el("th", {text: "Device"}), el("th", {text: "Slots"})])),
-        body])), form]);
+      label(file, "Signed bundle"), file,
+      label(target, "Install on"), target, submit,
+      label(progress, "Task progress"), progress, state]);
+    const section = card("firmware", "Firmware", [table(["Device", "Slots"], body), form]);
     const fw = {section, body, target, submit, progress, state, pushUri: null};
     const why = can("ConfigureComponents") ? null : "Your role lacks ConfigureComponents";
     setDisabled(submit, !!why, why);
@@ -578,6 +562,21 @@
       el("td", {}, el("a", {href: e["@odata.id"], text: e.Message || e.MessageId || e.Id}))]));
   }
 
+  /** ``fn`` runs once at a time: calls while it runs make one more run after it. */
+  function coalesce(fn) {
+    let running = null;
+    let again = false;
+    const run = () => {
+      again = !!running;
+      running = running || fn().catch(() => {}).finally(() => {
+        running = null;
+        if (again) run();
+      });
+      return running;
+    };
+    return run;
+  }
+
   async function dashboard() {
     document.title = "Rack · Racklet";
     const trays = new Map();
@@ -590,40 +589,63 @@
     const plotBox = el("div", {cls: "plots"});
     const logBody = el("tbody");
     const fw = makeFirmware(() => loadFirmware(fw).catch(showFailure));
-    const live = el("p", {cls: "live", role: "status", text: "connecting…"});
-    frame(el("div", {cls: "dash"}, [
-      el("section", {cls: "card rack", "aria-labelledby": "rack-title"}, [
-        el("h2", {id: "rack-title", text: "Rack"}),
+    const live = el("span", {text: "connecting…"});
+    const mode = el("span", {id: "live-mode", text: "polling"});
+    frame([el("div", {cls: "dash"}, [
+      card("rack", "Rack", [
         el("p", {}, ["Rack power: ", rackPower]),
-        el("p", {}, [el("label", {for: "budget", text: "Power budget "}), budget, " ", budgetText]),
-        list, live]),
-      el("section", {cls: "card power", "aria-labelledby": "plots-title"}, [
-        el("h2", {id: "plots-title", text: "Power over time"}), plotBox]),
+        el("p", {}, [label(budget, "Power budget "), budget, " ", budgetText]),
+        list]),
+      card("power", "Power over time", plotBox),
       fw.section,
-      el("section", {cls: "card events", "aria-labelledby": "log-title"}, [
-        el("h2", {id: "log-title", text: "Event log (last " + LOG_ENTRIES + ")"}),
-        el("div", {cls: "scroll"}, el("table", {}, [el("thead", {}, el("tr", {}, [
-          el("th", {text: "Time"}), el("th", {text: "Severity"}), el("th", {text: "Message"})])), logBody]))]),
-    ]));
+      card("events", "Event log (last " + LOG_ENTRIES + ")", table(["Time", "Severity", "Message"], logBody)),
+    ]), el("footer", {cls: "live", role: "status"}, ["Updates: ", mode, " · ", live])]);
     let stopped = false;
     let timer = null;
+    let retry = null;
     let logCount = 0;
-    stopPage = () => { stopped = true; clearTimeout(timer); };
+    let seq = 0;  // numbers requests, so an older answer never overwrites a newer one
+    let order = [];
+    let streaming = false;
+    let wait = RETRY_MS[0];
+    const aborter = new AbortController();
+    stopPage = () => { stopped = true; clearTimeout(timer); clearTimeout(retry); aborter.abort(); };
 
-    const plotFor = (key) => {
-      if (!plots.has(key)) {
-        plots.set(key, makePlot(key));
-        plotBox.append(plots.get(key).root);
+    function showUnit(s, sensorDoc, n) {
+      if (!trays.has(s.Id)) trays.set(s.Id, makeTray(s.Id));
+      const tray = trays.get(s.Id);
+      if (n < tray.seen) return;
+      tray.seen = n;
+      const values = readings(sensorDoc);
+      updateTray(tray, s, values);
+      addPoint(series, s.Id, values.PowerTime, values.Power);
+    }
+
+    function drawPlots() {
+      for (const key of ["Rack", ...order]) {
+        if (!series.has(key)) continue;
+        if (!plots.has(key)) plotBox.append((plots.set(key, makePlot(key)).get(key)).root);
+        drawPlot(plots.get(key), key, series.get(key));
       }
-      return plots.get(key);
-    };
+    }
+
+    async function refreshLog() {
+      const tail = () => api("GET", LOG_URI + "?$skip=" + Math.max(0, logCount - LOG_ENTRIES) + "&$top=" + LOG_ENTRIES);
+      let page = (await tail()).data;
+      const count = (page && page["Members@odata.count"]) || 0;
+      if (page && count !== logCount) {  // the tail moved: ask for the last entries again
+        logCount = count;
+        page = (await tail()).data || page;
+      }
+      if (page && !stopped) logBody.replaceChildren(...logRows(page));
+    }
 
     async function tick() {
-      const [systems, rack, limit, log] = await Promise.all([
+      const n = ++seq;
+      const [systems, rack, limit] = await Promise.all([
         api("GET", "/redfish/v1/Systems?$expand=."),
         api("GET", "/redfish/v1/Chassis/Rack/Sensors/Power"),
-        api("GET", "/redfish/v1/Chassis/Rack/Controls/PowerLimit"),
-        api("GET", LOG_URI + "?$skip=" + Math.max(0, logCount - LOG_ENTRIES) + "&$top=" + LOG_ENTRIES)]);
+        api("GET", "/redfish/v1/Chassis/Rack/Controls/PowerLimit"), refreshLog()]);
       const units = ((systems.data && systems.data.Members) || []).filter((s) => s && s.Id);
       const slotOf = (s) => (s.Oem && s.Oem.Racklet && s.Oem.Racklet.Slot) || 0;
       units.sort((a, b) => slotOf(b) - slotOf(a));
@@ -631,13 +653,10 @@
         : api("GET", "/redfish/v1/Chassis/" + encodeURIComponent(s.Id) + "/Sensors?$expand=.")));
       if (stopped) return;
       units.forEach((s, i) => {
-        if (!trays.has(s.Id)) trays.set(s.Id, makeTray(s.Id));
-        const tray = trays.get(s.Id);
-        const values = readings(sensors[i] && sensors[i].data);
-        updateTray(tray, s, values);
-        list.append(tray.root);  // keeps slot order, top slot first
-        addPoint(series, s.Id, values.PowerTime, values.Power);
+        showUnit(s, sensors[i] && sensors[i].data, n);
+        list.append(trays.get(s.Id).root);  // keeps slot order, top slot first
       });
+      order = units.map((s) => s.Id).reverse();
       const watts = rack.data && rack.data.Reading;
       rackPower.textContent = number(watts, 2, "W");
       addPoint(series, "Rack", Date.parse((rack.data && rack.data.ReadingTime) || "") || Date.now(), watts);
@@ -648,37 +667,99 @@
         budget.value = Math.min(typeof watts === "number" ? watts : 0, setPoint);
         budgetText.textContent = number(watts, 1, "W") + " of " + number(setPoint, 0, "W");
       }
-      for (const key of ["Rack", ...units.map((s) => s.Id).reverse()]) {
-        if (series.has(key)) drawPlot(plotFor(key), key, series.get(key));
-      }
-      let page = log.data;
-      const count = (page && page["Members@odata.count"]) || 0;
-      if (page && count !== logCount) {  // the tail moved: ask for the last entries again
-        logCount = count;
-        const again = await api("GET", LOG_URI + "?$skip=" + Math.max(0, count - LOG_ENTRIES) + "&$top=" + LOG_ENTRIES);
-        page = again.data || page;
-      }
-      if (page) logBody.replaceChildren(...logRows(page));
-      live.textContent = "live · updated " + new Date().toLocaleTimeString();
+      drawPlots();
+      live.textContent = "updated " + new Date().toLocaleTimeString();
     }
 
     async function loop() {
+      clearTimeout(timer);
       try {
         await tick();
       } catch (e) {
         if (e instanceof LoggedOut) return;
         live.textContent = "no answer from the rack (" + e + "); retrying";
       }
-      if (!stopped) timer = setTimeout(loop, POLL_MS);
+      if (!stopped) timer = setTimeout(kick, streaming ? SLOW_POLL_MS : POLL_MS);
+    }
+    const kick = coalesce(loop);
+    const logSoon = coalesce(refreshLog);
+
+    /** An event's unit, re-read now: its System and its Chassis' Sensors. */
+    async function refreshUnit(id) {
+      const n = ++seq;
+      const uri = "/" + encodeURIComponent(id);
+      const [s, sensors] = await Promise.all([api("GET", "/redfish/v1/Systems" + uri),
+        api("GET", "/redfish/v1/Chassis" + uri + "/Sensors?$expand=.")]);
+      if (stopped) return;
+      if (!s.ok || !trays.has(id)) return kick();  // a unit the page does not show yet
+      showUnit(s.data, sensors.data, n);
+      drawPlots();
+    }
+
+    /** One Event from the stream: re-read what its records name. */
+    function onEvent(data) {
+      let all = false;
+      for (const rec of (parse(data) || {}).Events || []) {
+        const origin = (rec.OriginOfCondition || {})["@odata.id"] || "";
+        const unit = UNIT_URI.exec(origin);
+        if (/TelemetryDataCreated$/.test(rec.MessageId) && origin.endsWith("/PowerAndEnergy")) {
+          api("GET", origin).then((r) => seedHistory(series, r.data, "Power")).then(drawPlots).catch(() => {});
+        } else if (unit && unit[1] !== "Rack") {
+          refreshUnit(decodeURIComponent(unit[1])).catch(() => {});
+        } else {
+          all = true;
+        }
+      }
+      (all ? kick : logSoon)();
+    }
+
+    function setMode(on) {
+      streaming = on;
+      mode.textContent = on ? "live (events)" : "polling";
+    }
+
+    async function listen() {
+      const service = await api("GET", "/redfish/v1/EventService");
+      const uri = service.data && service.data.ServerSentEventUri;
+      if (!uri) throw new Error("no stream");
+      const r = await fetch(uri, {headers: {Accept: "text/event-stream", "X-Auth-Token":
+        sessionStorage.getItem(TOKEN) || ""}, credentials: "omit", cache: "no-store", signal: aborter.signal});
+      if (!r.ok || !r.body) throw new Error("stream: " + r.status);
+      setMode(true);
+      wait = RETRY_MS[0];
+      kick();  // what happened before the stream opened
+      const reader = r.body.pipeThrough(new TextDecoderStream()).getReader();
+      let buf = "";  // SSE: events end with a blank line; their data: lines hold an Event
+      for (let part = await reader.read(); !part.done; part = await reader.read()) {
+        const blocks = (buf + part.value).split("\n\n");
+        buf = blocks.pop();
+        for (const block of blocks) {
+          const data = block.split("\n").filter((l) => l.startsWith("data:")).map((l) => l.slice(5)).join("\n");
+          if (data) onEvent(data);
+        }
+      }
+    }
+
+    /** The stream while the page lasts; when it fails or ends: poll, and retry with backoff. */
+    async function follow() {
+      while (!stopped) {
+        await listen().catch(() => {});  // refused, unreachable or logged out
+        if (stopped) return;
+        setMode(false);
+        kick();
+        await new Promise((ok) => { retry = setTimeout(ok, wait); });
+        wait = Math.min(wait * 2, RETRY_MS[1]);
+      }
     }
 
     const history = await api("GET", "/redfish/v1/TelemetryService/MetricReports/PowerHistory");
-    seedHistory(series, history.data);
+    seedHistory(series, history.data, "PowerAverage");
     loadFirmware(fw).catch(showFailure);
-    await loop();
+    follow();
+    await kick();
   }
 
-  // -- start ------------------------------------------------------------------------------
+  // -- start
 
   function route() {
     if (!sessionStorage.getItem(TOKEN)) return showLogin("");
