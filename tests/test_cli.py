@@ -29,12 +29,13 @@ def test_help_and_version():
     assert r.returncode == 0 and r.stdout.strip() == f"redfish-racklet {__version__}"
     r = run("serve", "--help")
     for opt in ("--state-dir", "--bind", "--port", "--manifest", "--workers", "--sse-port",
-                "--require-client-cert"):
+                "--require-client-cert", "--metrics-port", "--metrics-bind", "--metrics-client-cert"):
         assert opt in r.stdout
 
 
 def test_serve_refuses_bad_numbers(tmp_path):
-    for args in (("--sse-port", "70000"), ("--sse-port", "-1"), ("--port", "0"), ("--workers", "0")):
+    for args in (("--sse-port", "70000"), ("--sse-port", "-1"), ("--metrics-port", "70000"),
+                 ("--metrics-port", "-1"), ("--port", "0"), ("--workers", "0")):
         r = run("serve", "--state-dir", str(tmp_path / "s"), *args)
         assert r.returncode == 2 and r.stderr.strip(), args
         assert not (tmp_path / "s").exists()  # refused before anything was made

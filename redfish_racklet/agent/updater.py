@@ -29,7 +29,7 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 
-from .. import bundle, firmware
+from .. import __version__, bundle, firmware
 from ..updates import (AUTO_MIN_INTERVAL, auto_settings, check_image_uri, new_task, record, staging_dir,
                        trusted_keys)
 from ..drivers.slots import SlotError
@@ -101,7 +101,6 @@ class Updater:
         """What slot A holds at delivery. A simulated rack writes a small image; a real one
         records the manifest's version of what is installed."""
         if self.agent.hardware.sim is not None and dev.size("A") is None:
-            from .. import __version__
             version = __version__ if component == "rmc" else "1.0.0"
             dev.write("A", [f"racklet-sim {component} firmware {version}\n".encode()])
         digest = dev.digest("A")
@@ -109,7 +108,6 @@ class Updater:
             spec = next((u for u in self.agent.manifest.units if u.id == target), None)
             version = (spec.bios_version if spec else "") or "1.0.0"
         elif component == "rmc":
-            from .. import __version__
             version = __version__
         else:
             version = "1.0.0"

@@ -13,12 +13,12 @@ A task whose agent was stopped mid-way is failed by the agent at its next start
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 import time
 
 from flask_smorest import Blueprint
 
+from ..agent.delivery import iso
 from ..privileges import declare
 from ..store_updates import RUNNING_TASK_STATES
 from ..web import RedfishView, collection, render
@@ -41,10 +41,6 @@ def monitor_uri(tid: int) -> str:
     return f"{MONITORS}/{tid}"
 
 
-def _iso(epoch: float) -> str:
-    return dt.datetime.fromtimestamp(epoch, dt.timezone.utc).replace(microsecond=0).isoformat()
-
-
 def task_doc(task: dict) -> dict:
     doc = {
         "@odata.id": task_uri(task["id"]),
@@ -54,13 +50,13 @@ def task_doc(task: dict) -> dict:
         "TaskState": task["state"],
         "TaskStatus": task["status"],
         "PercentComplete": task["percent"],
-        "StartTime": _iso(task["started"]),
+        "StartTime": iso(task["started"]),
         "TaskMonitor": monitor_uri(task["id"]),
         "Messages": task["messages"],
         "HidePayload": True,   # the request carried a bundle, not JSON worth echoing
     }
     if task["ended"] is not None:
-        doc["EndTime"] = _iso(task["ended"])
+        doc["EndTime"] = iso(task["ended"])
     reason = task["params"].get("reason")
     if reason:
         doc["Oem"] = {"Racklet": {"@odata.type": "#Racklet.v1_0_0.Task", "Reason": reason}}
@@ -92,7 +88,7 @@ class TaskService(RedfishView):
             "Id": "TaskService",
             "Name": "Task Service",
             "ServiceEnabled": True,
-            "DateTime": _iso(time.time()),
+            "DateTime": iso(time.time()),
             "CompletedTaskOverWritePolicy": "Oldest",
             "LifeCycleEventOnTaskStateChange": True,
             "Status": {"State": "Enabled", "Health": "OK"},
