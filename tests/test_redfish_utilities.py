@@ -72,3 +72,20 @@ def test_rf_accounts(rack):
     run(rack, "rf_accounts.py", "-delete", "student2")
     accounts = rack.client().get(rack.url + "/redfish/v1/AccountService/Accounts?$expand=.").json()["Members"]
     assert "student2" not in {a["UserName"] for a in accounts}
+
+
+def test_rf_assembly(rack):
+    """A tray's Assembly is its board's FRU data, the same the tray's Chassis shows."""
+    tray = rack.get("/redfish/v1/Chassis/Unit1").json()
+    uri = tray["Assembly"]["@odata.id"]
+    board = rack.get(uri).json()["Assemblies"][0]
+    assert (board["Vendor"], board["Model"], board["SerialNumber"]) == \
+        (tray["Manufacturer"], tray["Model"], tray["SerialNumber"])
+    info = run(rack, "rf_assembly.py", "-a", uri, "info")
+    for value in (board["Model"], board["SerialNumber"], board["PartNumber"]):
+        assert value in info, (value, info)
+    # the rack has no FRU memory, a tray that is not there has none
+    for missing in ("/redfish/v1/Chassis/Rack/Assembly", "/redfish/v1/Chassis/Unit9/Assembly"):
+        r = rack.get(missing)
+        assert r.status_code == 404 and r.json()["error"]["@Message.ExtendedInfo"][0]["MessageId"].endswith(
+            "ResourceNotFound"), missing

@@ -13,6 +13,7 @@ from . import event_service
 from . import task_service, update_service
 from . import telemetry_service
 from . import browser
+from . import assembly
 
 BLUEPRINTS = [
     service_root.blp,
@@ -20,6 +21,7 @@ BLUEPRINTS = [
     systems.blp,
     system_parts.blp,
     chassis.blp,
+    assembly.blp,
     chassis_power.blp,
     chassis_thermal.blp,
     power_equipment.blp,

@@ -106,6 +106,7 @@ def tray_doc(unit: dict) -> dict:
         "Location": {"PartLocation": {"ServiceLabel": f"Slot {unit['slot']}", "LocationType": "Slot",
                                       "LocationOrdinalValue": unit["slot"]}},
         **_subresources(uid),
+        "Assembly": {"@odata.id": f"/redfish/v1/Chassis/{uid}/Assembly"},   # its board's FRU data
         "Links": links,
     }
     for key, prop in (("part_number", "PartNumber"), ("sku", "SKU")):

@@ -28,6 +28,7 @@ VERSIONS = {
     "JsonSchemaFile": "v1_1_5",
     "Sensor": "v1_12_0",
     "Processor": "v1_22_0",
+    "Assembly": "v1_6_1",
     "EthernetInterface": "v1_12_4",
     "Storage": "v1_21_0",
     "Drive": "v1_22_0",
