@@ -2,8 +2,8 @@
 
 The serve process holds an exclusive lock on the state directory (so a second
 ``serve`` refuses to start), starts the agent, waits until it answers, then runs
-the gunicorn arbiter in-process. On SIGINT/SIGTERM gunicorn stops its workers and
-the agent is stopped after it.
+the gunicorn arbiter in-process; a thread starts a new agent if the agent dies. On
+SIGINT/SIGTERM gunicorn stops its workers and the agent is stopped after it.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import threading
 import time
 
 from gunicorn.app.base import BaseApplication
@@ -24,6 +25,9 @@ from .agent import SOCKET_NAME
 
 LOCK_NAME = "serve.lock"
 AGENT_START_TIMEOUT = 15.0
+AGENT_POLL_SECONDS = 0.5      # how often serve looks whether its agent still runs
+AGENT_BACKOFF_MIN, AGENT_BACKOFF_MAX = 1.0, 30.0
+AGENT_STABLE_SECONDS = 60.0   # an agent that ran this long resets the back-off
 
 
 class StateDirBusy(Exception):
@@ -51,7 +55,9 @@ def start_agent(state_dir: str, manifest_path: str | None) -> subprocess.Popen:
     if manifest_path:
         cmd += ["--manifest", manifest_path]
     # The agent reloads our workers (SIGHUP) after a factory reset: tell it who we are.
-    proc = subprocess.Popen(cmd, env=dict(os.environ, RACKLET_SERVE_PID=str(os.getpid())))
+    # Its own process group: a Ctrl-C at the terminal stops serve, and serve stops the
+    # agent after the API (the supervisor must not see a dying agent and start another).
+    proc = subprocess.Popen(cmd, env=dict(os.environ, RACKLET_SERVE_PID=str(os.getpid())), process_group=0)
     sock_path = os.path.join(state_dir, SOCKET_NAME)
     deadline = time.monotonic() + AGENT_START_TIMEOUT
     while time.monotonic() < deadline:
@@ -65,6 +71,53 @@ def start_agent(state_dir: str, manifest_path: str | None) -> subprocess.Popen:
             time.sleep(0.02)
     proc.terminate()
     raise RuntimeError("the rack agent did not start")
+
+
+class AgentSupervisor(threading.Thread):
+    """Keeps the rack agent running under ``serve``, as systemd's Restart= does for the
+    units: when the agent dies (a crash, an OOM kill, kill -9), a new one is started after
+    a back-off (1 s, doubling to 30 s; back to 1 s once one ran for a minute). The new
+    agent re-reads the hardware and the store and ends what the dead one left half done
+    (tasks, slot writes). The API keeps answering meanwhile; what needs the agent gets 503.
+
+    gunicorn's arbiter reaps every child of this process, the agent too, so the exit
+    status may read as 0: the log says "exited", not why."""
+
+    def __init__(self, state_dir: str, manifest_path: str | None, proc: subprocess.Popen):
+        super().__init__(name="agent-supervisor", daemon=True)
+        self.state_dir, self.manifest_path, self.proc = state_dir, manifest_path, proc
+        self.stopping = threading.Event()
+        self.lock = threading.Lock()
+
+    def run(self) -> None:
+        backoff = AGENT_BACKOFF_MIN
+        started = time.monotonic()
+        while not self.stopping.wait(AGENT_POLL_SECONDS):
+            if self.proc.poll() is None:
+                if time.monotonic() - started > AGENT_STABLE_SECONDS:
+                    backoff = AGENT_BACKOFF_MIN
+                continue
+            print(f"redfish-racklet: the rack agent (pid {self.proc.pid}) exited; starting a new one "
+                  f"in {backoff:g} s", file=sys.stderr, flush=True)
+            if self.stopping.wait(backoff):
+                return
+            with self.lock:
+                if self.stopping.is_set():
+                    return
+                try:
+                    self.proc = start_agent(self.state_dir, self.manifest_path)
+                    started = time.monotonic()
+                    print(f"redfish-racklet: the rack agent runs again (pid {self.proc.pid})",
+                          file=sys.stderr, flush=True)
+                except RuntimeError as e:
+                    print(f"redfish-racklet: {e}", file=sys.stderr, flush=True)
+            backoff = min(backoff * 2, AGENT_BACKOFF_MAX)
+
+    def stop(self) -> None:
+        """Stop supervising, then stop the agent (an agent being started is waited for)."""
+        self.stopping.set()
+        with self.lock:
+            stop_agent(self.proc)
 
 
 def stop_agent(proc: subprocess.Popen) -> None:
@@ -252,7 +305,8 @@ def serve(state_dir: str, bind: str, port: int, manifest_path: str | None, worke
         print(f"redfish-racklet: made the client CA {os.path.join(state_dir, pki.CLIENT_CA_CERT)}",
               file=sys.stderr)
     prepare_multiproc_dir(state_dir)   # before any process that imports prometheus_client
-    agent = start_agent(state_dir, manifest_path)
+    agent = AgentSupervisor(state_dir, manifest_path, start_agent(state_dir, manifest_path))
+    agent.start()
     sse = metrics = None
     try:
         if sse_port is None:
@@ -271,6 +325,6 @@ def serve(state_dir: str, bind: str, port: int, manifest_path: str | None, worke
         for child in (sse, metrics):
             if child is not None:
                 stop_agent(child)  # terminate, wait, kill: the same for any child
-        stop_agent(agent)
+        agent.stop()
         os.close(lock_fd)
     return 0

@@ -111,8 +111,9 @@ def test_invalid_yaml_refused(tmp_path):
 def test_serve_inits_new_dir_logs_address_and_stops_on_sigint(tmp_path):
     state = tmp_path / "st"
     port = free_port()
+    # its own process group, as a shell gives a command: Ctrl-C signals the whole group
     proc = subprocess.Popen(cli() + ["serve", "--state-dir", str(state), "--port", str(port)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, process_group=0)
     try:
         lines = []
         for line in proc.stdout:
@@ -123,9 +124,11 @@ def test_serve_inits_new_dir_logs_address_and_stops_on_sigint(tmp_path):
         assert (state / "admin-password").exists()
         r = requests.get(f"https://127.0.0.1:{port}/redfish/v1", verify=str(state / "ca.pem"), timeout=5)
         assert r.status_code == 200
-        proc.send_signal(signal.SIGINT)
+        os.killpg(proc.pid, signal.SIGINT)   # what Ctrl-C at the terminal does
         assert proc.wait(20) == 0
         assert not (state / "agent.sock").exists()  # the agent went down with it
+        rest = proc.stdout.read()
+        assert "starting a new one" not in rest, rest  # stopped, not mistaken for a crash
     finally:
         if proc.poll() is None:
             proc.kill()
