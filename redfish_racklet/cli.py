@@ -429,6 +429,20 @@ def parser() -> argparse.ArgumentParser:
     op.add_argument("--key", required=True, action="append", metavar="FILE",
                     help=f"a trusted public key ({BUNDLE_PUBLIC_KEY}); repeat for several")
 
+    sp = sub.add_parser("install", help="set the service up under systemd on a Debian / Raspberry Pi OS RMC "
+                        "(as root): user, groups, /etc, state directory, units (docs/deployment.md)")
+    sp.add_argument("--root", default="/", metavar="DIR",
+                    help="install into another filesystem root (no users, ownership or systemctl then)")
+    sp.add_argument("--prefix", default=None, metavar="VENV",
+                    help="the virtualenv whose programs the units run (default: the one running this command)")
+    sp.add_argument("--manifest", metavar="FILE",
+                    help="rack manifest for /etc/redfish-racklet/manifest.yaml (default: the simulated rack)")
+    sp.add_argument("--admin-password-file", metavar="FILE",
+                    help="read the admin password from FILE instead of generating one")
+    sp.add_argument("--deploy-dir", metavar="DIR", help="the units and gunicorn.conf.py (default: the ones "
+                    "shipped with this package)")
+    sp.add_argument("--dry-run", action="store_true", help="print what it would do, do nothing")
+
     sp = sub.add_parser("agent", help="run only the rack agent (serve starts it for you)")
     state(sp)
     sp.add_argument("--manifest", metavar="FILE")
@@ -463,4 +477,8 @@ def main(argv: list[str] | None = None) -> int:
         return _bundle(args)
     if args.command == "keys":
         return _keys(args)
+    if args.command == "install":
+        from .install import install
+        return install(args.root, args.prefix, args.manifest, args.admin_password_file, args.dry_run,
+                       args.deploy_dir)
     return _agent(args)

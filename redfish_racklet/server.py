@@ -50,6 +50,26 @@ def lock_state_dir(state_dir: str) -> int:
     return fd
 
 
+def lock_holder(state_dir: str) -> int | None:
+    """The pid written in the state directory's lock while a process holds it (``serve``,
+    or the API's gunicorn arbiter under systemd: deploy/gunicorn.conf.py takes it); None
+    when nobody does."""
+    try:
+        fd = os.open(os.path.join(state_dir, LOCK_NAME), os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            text = os.pread(fd, 32, 0).decode(errors="replace").strip()
+            return int(text) if text.isdigit() else None
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
 def start_agent(state_dir: str, manifest_path: str | None) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "redfish_racklet", "agent", "--state-dir", state_dir]
     if manifest_path:

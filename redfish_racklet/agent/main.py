@@ -459,8 +459,11 @@ class Agent:
         self.observe()
         self.log.write("ManagerReset", ["RMC", "ResetAll"], "/redfish/v1/Managers/RMC")
         log.warning("factory reset: units off, accounts, settings, logs and certificates renewed")
-        serve_pid = os.environ.get(SERVE_PID_ENV)
-        if serve_pid:  # gunicorn's arbiter: new workers with the new certificate, gracefully
+        # gunicorn's arbiter: `serve` names itself; under systemd the API's arbiter holds the
+        # state directory's lock with its pid in it (deploy/gunicorn.conf.py)
+        from ..server import lock_holder
+        serve_pid = os.environ.get(SERVE_PID_ENV) or lock_holder(self.state_dir or os.path.dirname(self.store.path))
+        if serve_pid:  # new workers with the new certificate and no cached logins, gracefully
             try:
                 os.kill(int(serve_pid), signal.SIGHUP)
             except (OSError, ValueError):
