@@ -14,14 +14,13 @@ import os
 import time
 
 from flask import Flask, current_app, g, request
-from flask_smorest import Api
 from werkzeug.exceptions import HTTPException
 
 from . import __version__, mtls, odata
 from .auth import (BasicCache, PasswordCheckBusy, Principal, login, parse_basic, password_change_allows,
                    principal_of)
 from .messages import RedfishError
-from .resources import BLUEPRINTS, browser
+from .resources import BLUEPRINTS, browser, openapi
 from .store import Store
 from .web import add_headers, common_headers, json_response, prefers_html
 
@@ -54,7 +53,7 @@ def create_app(config: dict) -> Flask:
     state_dir = app.config["STATE_DIR"]
     app.extensions["racklet_store"] = Store(os.path.join(state_dir, "racklet.db"))
     app.extensions["racklet_basic_cache"] = BasicCache(app.config.get("BASIC_AUTH_CACHE_SECONDS", 60.0))
-    api = Api(app)
+    api = openapi.RackletApi(app, spec_kwargs=openapi.spec_kwargs(app))
     for blp in BLUEPRINTS:
         api.register_blueprint(blp)
     app.before_request(_before)
@@ -117,8 +116,9 @@ def authenticate() -> Principal | None:
 
 
 def is_page_path(path: str) -> bool:
-    """The URIs a browser may navigate to and get the page shell: "/" and the Redfish tree."""
-    return path == "/" or path == "/redfish" or path.startswith("/redfish/")
+    """The URIs a browser may navigate to and get the page shell: "/" and the Redfish tree,
+    except the OpenAPI document (a file to read or save, not a resource to draw)."""
+    return path == "/" or path == "/redfish" or (path.startswith("/redfish/") and path != openapi.URI)
 
 
 def _before():

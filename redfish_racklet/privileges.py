@@ -106,6 +106,10 @@ EXCEPTIONS: dict[tuple[str, str], Deviation] = {
         None,
         "The OData metadata document is no registry entity; DSP0266 (Authentication requirements) "
         "serves it without authentication."),
+    ("/redfish/v1/openapi.yaml", "GET"): Deviation(
+        None,
+        "The OpenAPI document is no registry entity; DSP0266 (Authentication requirements) "
+        "serves it without authentication, like $metadata: it describes the API, no data."),
     ("/redfish/v1/Schemas/<name>", "GET"): Deviation(
         None,
         "The OEM schema files are no registry entity (JsonSchemaFile is "

@@ -13,6 +13,7 @@ from . import event_service
 from . import task_service, update_service
 from . import telemetry_service
 from . import browser
+from . import openapi
 from . import assembly
 
 BLUEPRINTS = [
@@ -36,5 +37,6 @@ BLUEPRINTS = [
     task_service.blp,
     update_service.blp,
     telemetry_service.blp,
+    openapi.blp,
     browser.blp,
 ]
