@@ -215,7 +215,7 @@ def wait_until_up(server: Server) -> None:
             r = requests.get(server.url + "/redfish/v1", verify=server.ca, timeout=2)
             if r.status_code == 200:
                 return
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):   # a worker still booting, on a busy machine
             pass
         time.sleep(0.05)
     server.stop()

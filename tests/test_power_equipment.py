@@ -194,6 +194,28 @@ def test_outlet_settings_are_stored_and_used(rack):
                     json={"PowerOnDelaySeconds": 0, "PowerRestorePolicy": "LastState"})
 
 
+def test_system_power_restore_policy_is_its_outlets(rack):
+    """ComputerSystem.PowerRestorePolicy (what Ansible and vendor BMCs read) is the one
+    setting of the unit's Outlet: a change on either shows on both; a bad one changes nothing."""
+    c = client(rack)
+    system, outlet = rack.url + "/redfish/v1/Systems/Unit4", rack.url + f"{OUTLETS}/Unit4"
+    try:
+        assert c.get(system).json()["PowerRestorePolicy"] == c.get(outlet).json()["PowerRestorePolicy"]
+        r = c.patch(system, json={"PowerRestorePolicy": "AlwaysOff"})
+        assert r.status_code == 200 and r.json()["PowerRestorePolicy"] == "AlwaysOff", r.text
+        assert c.get(outlet).json()["PowerRestorePolicy"] == "AlwaysOff"
+        assert db(rack).settings("Unit4")["outlet"]["power_restore_policy"] == "AlwaysOff"
+        assert c.patch(outlet, json={"PowerRestorePolicy": "AlwaysOn"}).status_code == 200
+        assert c.get(system).json()["PowerRestorePolicy"] == "AlwaysOn"
+        for bad, msg_id in (("Sometimes", "PropertyValueNotInList"), (None, "PropertyValueTypeError")):
+            r = c.patch(system, json={"PowerRestorePolicy": bad, "AssetTag": "not-applied"})
+            assert r.status_code == 400 and msg_id in ids(r), r.text
+            after = c.get(system).json()
+            assert (after["PowerRestorePolicy"], after["AssetTag"]) == ("AlwaysOn", "")
+    finally:
+        c.patch(outlet, json={"PowerRestorePolicy": "LastState"})
+
+
 @pytest.mark.parametrize("body,msg_id", [
     ({"PowerOnDelaySeconds": -1}, "PropertyValueOutOfRange"),
     ({"PowerOnDelaySeconds": 601}, "PropertyValueOutOfRange"),

@@ -22,6 +22,7 @@ from ..privileges import declare
 from ..web import (Invalid, RedfishView, StrictBoolean, action_parameter, check_if_match, check_patch, collection,
                    is_annotation, json_body, json_response, odata_id, one_of, render, walk_tree)
 from .common import action_info, agent_command, not_found, odata_type, store, unit_status, unit_uuid
+from .power_equipment import RESTORE_POLICIES, outlet_setting
 from .update_service import active_image
 
 blp = Blueprint("systems", __name__, description="Compute units")
@@ -54,6 +55,10 @@ class SystemPatch(Schema):
     IndicatorLED = fields.String(validate=validate.OneOf(LED_STATES, error="list"),
                                  error_messages={"invalid": "type", "null": "type"})
     LocationIndicatorActive = StrictBoolean()
+    # the unit's rail at the agent's start (after a power loss of the RMC): the same
+    # setting as the PowerRestorePolicy of the unit's Outlet on the busbar
+    PowerRestorePolicy = fields.String(validate=validate.OneOf(RESTORE_POLICIES, error="list"),
+                                       error_messages={"invalid": "type", "null": "type"})
 
 
 
@@ -116,6 +121,7 @@ def system_doc(unit: dict) -> dict:
         "UUID": unit_uuid(uid),
         "BiosVersion": _boot_version(uid) or info.get("bios_version", ""),  # the active boot slot's
         "PowerState": unit["power_state"],
+        "PowerRestorePolicy": outlet_setting(uid)["power_restore_policy"],
         "Status": unit_status(unit),
         "IndicatorLED": led,
         "LocationIndicatorActive": led != "Off",
@@ -182,6 +188,10 @@ class System(RedfishView):
                 store().set_setting(system_id, "led", led)
             if boot is not None:
                 store().set_setting(system_id, "boot", boot)
+            if "PowerRestorePolicy" in changes:   # read-modify-write of the outlet setting
+                outlet = outlet_setting(system_id)
+                outlet["power_restore_policy"] = changes["PowerRestorePolicy"]
+                store().set_setting(system_id, "outlet", outlet)
         return render(system_doc(_unit(system_id)))
 
 
