@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sqlite3
 import time
 
 from flask import Flask, current_app, g, request
@@ -19,7 +20,7 @@ from werkzeug.exceptions import HTTPException
 from . import __version__, mtls, odata
 from .auth import (BasicCache, PasswordCheckBusy, Principal, login, parse_basic, password_change_allows,
                    principal_of)
-from .messages import RedfishError
+from .messages import RedfishError, message
 from .resources import BLUEPRINTS, browser, openapi
 from .store import Store
 from .web import add_headers, common_headers, json_response, prefers_html
@@ -202,5 +203,10 @@ def _drain_refused_body() -> None:
 
 
 def _unexpected(e: Exception):
+    if isinstance(e, sqlite3.OperationalError) and "disk is full" in str(e):
+        # the transaction was rolled back: nothing of the request was stored
+        log.error("%s %s: the store's disk is full", request.method, request.path)
+        return _redfish_error(RedfishError(507, [message("InsufficientStorage")],
+                                           text="the state store's disk is full: the change was not stored"))
     log.exception("unhandled error on %s %s", request.method, request.path)
     return _redfish_error(RedfishError.of(500, "InternalError"))

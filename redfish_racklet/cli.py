@@ -63,6 +63,38 @@ def init(state_dir: str, admin_password_file: str | None = None, rack_name: str 
     return 0
 
 
+MIN_FREE_BYTES = 1 << 20   # below this, serve refuses to start: SQLite could not even write its WAL
+
+
+def preflight(state_dir: str) -> str | None:
+    """Why ``serve`` must not start on this state directory, or None: checked before
+    anything is written, so a read-only or full file system or a damaged store is refused
+    with its reason instead of failing half-way (and nothing is re-initialised)."""
+    from .store import StoreError, check
+
+    if not os.path.isdir(state_dir):
+        return None   # init makes it
+    if not os.access(state_dir, os.W_OK):   # (a read-only mount refuses root too: EROFS)
+        return (f"the state directory {state_dir} is not writable (a read-only file system?); "
+                f"make it writable, then start again")
+    st = os.statvfs(state_dir)
+    if st.f_bavail * st.f_frsize < MIN_FREE_BYTES:
+        return (f"the file system of the state directory {state_dir} is full (less than "
+                f"{MIN_FREE_BYTES >> 20} MiB free); free some space, then start again")
+    if is_initialized(state_dir):
+        try:
+            check(os.path.join(state_dir, DB_NAME))
+        except StoreError as e:
+            return str(e)
+    elif os.path.exists(os.path.join(state_dir, "ca.pem")):
+        # a rack identity without its store: the store was lost (init writes it last). A new
+        # init would silently make a new CA and admin password over the old ones.
+        return (f"{state_dir} has the rack's CA (ca.pem) but no store "
+                f"({os.path.join(state_dir, DB_NAME)}): restore {DB_NAME} from a backup, or move "
+                f"the directory aside to start a new rack")
+    return None
+
+
 def _serve(args) -> int:
     from .manifest import ManifestError, load
     from .server import StateDirBusy, serve
@@ -73,6 +105,10 @@ def _serve(args) -> int:
         print(f"redfish-racklet: {e}", file=sys.stderr)
         return 2
     state_dir = os.path.abspath(args.state_dir)
+    problem = preflight(state_dir)
+    if problem:
+        print(f"redfish-racklet: {problem}", file=sys.stderr)
+        return 1
     if not is_initialized(state_dir):
         rc = init(state_dir)
         if rc:

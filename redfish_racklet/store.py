@@ -11,6 +11,7 @@ import functools
 import hashlib
 import json
 import os
+import pathlib
 import secrets
 import sqlite3
 import threading
@@ -109,6 +110,41 @@ class LastAdministrator(Exception):
 
 class AccountChanged(Exception):
     """The account is no longer as the caller read it (a conditional write lost a race)."""
+
+
+class StoreError(Exception):
+    """The store file cannot be used as it is; the message names the file and what to do."""
+
+
+_REMEDY = ("stop the service and restore the file from a backup, or move it aside and run "
+           "'redfish-racklet init' for an empty rack (accounts, settings and logs are then lost)")
+
+
+def check(path: str) -> None:
+    """Refuse a store that is not a whole SQLite database of a schema this version knows,
+    before any process opens it for writing: garbage, a truncated file, a directory, a
+    store from a newer release. Read-only (``mode=ro``): the file is left exactly as it
+    is, never re-initialised. Raises StoreError."""
+    if not os.path.isfile(path):
+        raise StoreError(f"the store {path} is not a regular file; {_REMEDY}")
+    try:
+        c = sqlite3.connect(pathlib.Path(os.path.abspath(path)).as_uri() + "?mode=ro", uri=True, timeout=10)
+        try:
+            problems = [r[0] for r in c.execute("PRAGMA quick_check")]
+            row = c.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        finally:
+            c.close()
+    except sqlite3.DatabaseError as e:   # "file is not a database", "malformed", no meta table
+        raise StoreError(f"the store {path} is unreadable or damaged ({e}); {_REMEDY}") from None
+    if problems != ["ok"]:
+        raise StoreError(f"the store {path} is damaged ({problems[0]}); {_REMEDY}")
+    version = row[0] if row else ""
+    if not version.isdigit():
+        raise StoreError(f"the store {path} has no schema version; {_REMEDY}")
+    if int(version) > SCHEMA_VERSION:
+        raise StoreError(f"the store {path} has schema version {version}, newer than this release's "
+                         f"({SCHEMA_VERSION}): run the release that wrote it, or restore a backup made "
+                         f"by this one")
 LOG_MAX = 1000  # entries kept in the event log; the oldest are overwritten (WrapsWhenFull)
 READ_CACHE_MAX = 1024  # entries per thread and store generation
 

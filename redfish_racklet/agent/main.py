@@ -20,7 +20,7 @@ from typing import Callable
 
 from ..drivers.smbus import ChipError
 from ..manifest import Manifest
-from ..store import Store
+from ..store import Store, StoreError, check as check_store
 from .. import factory, telemetry, thresholds
 from . import FACTORY_RESET, SOCKET_NAME, UPDATE_PREFIX, delivery, events, hardware, power, sampling, updater
 from .energy import Integrator, Window
@@ -354,8 +354,9 @@ class Agent:
     def run_command(self, cid: int) -> dict:
         cmd = self.store.claim_command(cid)
         if cmd is None:
+            # already run (the loop's sweep of pending commands got to it first): its outcome
             c = self.store.command(cid)
-            return {"id": cid, "state": c["state"] if c else "unknown", "message": ""}
+            return {"id": cid, "state": c["state"] if c else "unknown", "message": (c and c["message"]) or ""}
         uid, action = cmd["unit"], cmd["action"]
         self.observe()
         if action.startswith(UPDATE_PREFIX):
@@ -610,7 +611,13 @@ def _accept(agent: Agent, lsock: socket.socket) -> None:
 
 def main(state_dir: str, manifest: Manifest) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s agent %(levelname)s %(message)s")
-    store = Store(os.path.join(state_dir, "racklet.db"))
+    path = os.path.join(state_dir, "racklet.db")
+    try:
+        check_store(path)   # a damaged or newer store is refused as it is, never re-initialised
+    except StoreError as e:
+        log.error("cannot start: %s", e)
+        return 2
+    store = Store(path)
     store.create()  # brings an older store's schema up to date (idempotent)
     stop: list = []
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -74,6 +74,17 @@ class Updater:
         staging = staging_dir(self.state_dir)
         for name in os.listdir(staging):   # an upload or download cut short by a restart
             os.unlink(os.path.join(staging, name))
+        for fw in self.store.firmware_all():
+            if fw["staged"] and fw["apply"] != "OnReset" and not fw["trial"]:
+                # written for an Immediate update, but its activation (queued in memory) died
+                # with the agent: un-stage and erase it, so its task fails below as interrupted
+                self.store.set_firmware(fw["target"], fw["component"], staged=None, task=None)
+                try:
+                    self.devices[(fw["target"], fw["component"])].erase(fw["staged"])
+                except (KeyError, SlotError) as e:
+                    log.warning("firmware %s/%s: cannot erase slot %s: %s", fw["target"], fw["component"],
+                                fw["staged"], e)
+                self.store.clear_slot(fw["target"], fw["component"], fw["staged"])
         for task in self.store.running_tasks():
             if task["state"] != "Pending" and not self._on_trial(task["id"]):
                 self._fail(task, "interrupted", "the service restarted before the update finished; "
