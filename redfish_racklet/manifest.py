@@ -141,6 +141,8 @@ def load(path: str | None = None) -> Manifest:
             text = f.read()
     except OSError as e:
         raise ManifestError(f"manifest {path}: cannot read: {e.strerror}") from None
+    except UnicodeDecodeError as e:  # found by tests/test_prop_manifest.py
+        raise ManifestError(f"manifest {path}: not UTF-8 text (byte {e.start})") from None
     try:
         node = yaml.compose(text)
         data = yaml.safe_load(text)

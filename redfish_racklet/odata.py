@@ -84,7 +84,7 @@ def parse(args) -> Query:
     for key in ("$top", "$skip"):
         if key in args:
             raw = args.get(key)
-            if not raw.isdigit():
+            if not (raw.isascii() and raw.isdigit()):   # "²".isdigit(), but int("²") fails
                 raise RedfishError.of(400, "QueryParameterValueTypeError", raw, key)
             val = int(raw)
             if val > MAX_TOP:

@@ -126,11 +126,27 @@ _PARAMS = {
 
 def _patch_schemas() -> dict[str, type[ma.Schema] | None]:
     """The PATCH bodies the code checks, whole, against a marshmallow schema of its writable
-    properties (bodies.check_patch), by endpoint; any other body is documented as an object."""
-    from . import chassis_power, power_equipment, session_service
+    properties (bodies.check_patch), by endpoint; any other body is documented as an object.
+    Precise bodies let a fuzzer (tests/test_fuzz_api.py) send the real properties."""
+    from . import account_service, chassis_power, manager_network, power_equipment, session_service, systems
+    nothing = getattr(manager_network, "NothingWritable", None)
     return {"chassis_power.LimitControl": getattr(chassis_power, "LimitControlPatch", None),
             "power_equipment.Outlet": getattr(power_equipment, "OutletPatch", None),
-            "session_service.SessionService": getattr(session_service, "SessionServicePatch", None)}
+            "session_service.SessionService": getattr(session_service, "SessionServicePatch", None),
+            "account_service.AccountService": getattr(account_service, "AccountServicePatch", None),
+            "chassis.Chassis": getattr(systems, "SystemPatch", None),
+            "systems.System": _system_patch(systems),
+            "manager_network.NetworkProtocol": nothing,
+            "manager_network.EthernetInterface": nothing}
+
+
+def _system_patch(systems) -> type[ma.Schema] | None:
+    """A System's PATCH: SystemPatch's flat properties, and Boot (checked by systems.BOOT_WRITABLE)."""
+    flat, boot = getattr(systems, "SystemPatch", None), getattr(systems, "BOOT_WRITABLE", None)
+    if flat is None or boot is None:
+        return None
+    return type("ComputerSystemPatch", (flat,), {"Boot": ma.fields.Dict(metadata={
+        "description": "Boot override: " + ", ".join(boot)})})
 
 
 def _words(identifier: str) -> str:
