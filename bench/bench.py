@@ -44,9 +44,9 @@ def cli(*args) -> list[str]:
 def wait_200(url: str, ca: str, deadline: float) -> float:
     while time.monotonic() < deadline:
         try:
-            if requests.get(url, verify=ca, timeout=1).status_code == 200:
+            if requests.get(url, verify=ca, timeout=10).status_code == 200:
                 return time.monotonic()
-        except requests.ConnectionError:
+        except requests.RequestException:  # refused, or (a loaded machine) a read timeout
             pass
         time.sleep(0.005)
     raise RuntimeError(f"{url} did not answer")

@@ -43,7 +43,7 @@ import requests
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from bench import PASSWORD, cli, init_state, stop, wait_200, wrk  # noqa: E402
+from bench import PASSWORD, cli, free_port, init_state, stop, wait_200, wrk  # noqa: E402
 
 from redfish_racklet.app import create_app  # noqa: E402
 
@@ -197,7 +197,7 @@ def run(args) -> dict:
 
 
 def https_token_vs_noauth(state: Path, url: str, token: str, args) -> dict:
-    port = args.port + 1
+    port = free_port()  # not --port + 1: serve's SSE listener takes that one by default
     env = dict(os.environ, BENCH_STATE=str(state), BENCH_PORT=str(port), BENCH_WORKERS="2")
     bare = subprocess.Popen([sys.executable, str(HERE / "noauth_app.py")], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -273,7 +273,7 @@ def main() -> int:
     ap.add_argument("--slow", type=int, default=120, help="samples of each scrypt-bound measure")
     ap.add_argument("--seconds", type=int, default=5, help="per wrk run (0: skip the HTTPS part)")
     ap.add_argument("--https-rounds", type=int, default=3, help="alternating wrk runs per server")
-    ap.add_argument("--port", type=int, default=DEFAULT_PORT, help="and the next one for the no-auth server")
+    ap.add_argument("--port", type=int, default=DEFAULT_PORT, help="of the service (the no-auth server takes a free one)")
     ap.add_argument("--out", default=str(HERE / "out"))
     args = ap.parse_args()
     out = run(args)

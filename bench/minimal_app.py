@@ -1,13 +1,24 @@
-"""The baseline of the throughput benchmark: a minimal Flask app returning fixed JSON,
-run under exactly the gunicorn and TLS options that ``redfish-racklet serve`` uses."""
+"""The baseline of the throughput benchmarks: a minimal Flask app returning fixed JSON,
+run under exactly the gunicorn and TLS options that ``redfish-racklet serve`` uses.
 
+Documents served: BENCH_BODY (if set) at ``/redfish/v1/Systems/Unit1`` (bench.py), and
+every entry of BENCH_DOCS (if set): a JSON file ``{"path?query": "body file"}``, looked
+up by the request's exact path and query string (bench_peers.py: the service root, a
+System, Chassis Power and a ``$expand`` of a collection, each the service's own bytes)."""
+
+import json
 import os
 
-from flask import Flask, Response
+from flask import Flask, Response, request
 
 import service_options  # bench/service_options.py: serve's gunicorn and TLS options
 
-BODY = open(os.environ["BENCH_BODY"], "rb").read()
+DOCS = {}
+if os.environ.get("BENCH_BODY"):
+    DOCS["/redfish/v1/Systems/Unit1"] = open(os.environ["BENCH_BODY"], "rb").read()
+if os.environ.get("BENCH_DOCS"):
+    for key, path in json.load(open(os.environ["BENCH_DOCS"])).items():
+        DOCS[key] = open(path, "rb").read()
 HEADERS = {"OData-Version": "4.0"}
 if os.environ.get("BENCH_EXTRA_HEADERS") == "1":  # experiment: the header set of the service
     from redfish_racklet.web import EVERY_RESPONSE
@@ -18,9 +29,13 @@ if os.environ.get("BENCH_EXTRA_HEADERS") == "1":  # experiment: the header set o
 def create():
     app = Flask("minimal")
 
-    @app.get("/redfish/v1/Systems/Unit1")
-    def unit1():
-        return Response(BODY, content_type="application/json; charset=utf-8", headers=HEADERS)
+    @app.get("/<path:_path>")
+    def document(_path):
+        query = request.query_string.decode()
+        body = DOCS.get(request.path + ("?" + query if query else ""))
+        if body is None:
+            return Response(status=404)
+        return Response(body, content_type="application/json; charset=utf-8", headers=HEADERS)
 
     return app
 

@@ -18,7 +18,7 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("RACKLET_SHARED", ROOT.parent / "shared"))
 ADMIN_PASSWORD = "correct-horse-battery-staple"
-START_TIMEOUT = 30.0
+START_TIMEOUT = 60.0   # a bound: a loaded 2-core machine can take long to boot 2 workers
 
 TEST_MANIFEST = """\
 rack: {name: Test rack, driver: sim, seed: 7, tick_seconds: 0.05, sample_seconds: 0.2}
