@@ -35,8 +35,11 @@ class RedfishView(MethodView):
     """Base of every route. Subclasses declare ``privileges = {METHOD: [[...]]}``.
 
     ``cacheable = True`` declares that the view's GET is a function of the store and
-    the caller only (no clock, no randomness): its rendered response is then reused
-    until the next write to the store (see ``Store.cached``), which is exact.
+    the caller only (no clock, no randomness, nothing from the request but the path):
+    its rendered response is then reused until the next write to the store (see
+    ``Store.cached``), which is exact. A GET with query options ($expand, $select,
+    $top/$skip, only) is reused the same way when every resource it inlined is
+    cacheable too (``_cached_query``).
     """
 
     privileges: dict[str, list[list[str]] | None] = {}
@@ -50,10 +53,69 @@ class RedfishView(MethodView):
             body, headers = current_app.extensions["racklet_store"].cached(
                 key, lambda: _rendered(super(RedfishView, self).dispatch_request(**kwargs)))
             return json_response(body, 200, headers)
+        if self.cacheable and req.method in ("GET", "HEAD") and "If-None-Match" not in req.headers:
+            q = g.get("query")
+            if q is not None and not q.empty:
+                return self._cached_query(req, q, kwargs)
         result = super().dispatch_request(**kwargs)
         if isinstance(result, dict):
             return render(result)
         return result
+
+    def _cached_query(self, req, q: odata.Query, kwargs) -> Response:
+        """A GET with query options, from the read cache when it can be.
+
+        Keyed like a plain GET (path, caller) plus the caller's role and the parsed
+        query, in a per-thread bucket that ``Store.cached`` drops at the next write to
+        the store (so never stale). Members that ``$expand`` inlines were checked
+        against the caller's privileges, hence the role in the key. A body is kept only
+        when every resource inlined into it is ``cacheable`` (no clock, no Host header)
+        and it is not too large; the bucket's total size is bounded (``QueryBodies``).
+        """
+        principal = g.get("principal")
+        key = (req.path, principal.username if principal else None,
+               principal.role if principal else None, _query_key(q))
+        bucket = current_app.extensions["racklet_store"].cached(QueryBodies.KEY, QueryBodies)
+        hit = bucket.get(key)
+        if hit is not None:
+            return json_response(hit[0], 200, hit[1])
+        g.fetched_uncacheable = False
+        result = super().dispatch_request(**kwargs)
+        if not isinstance(result, dict):
+            return result
+        doc, tag = _queried(result, q)
+        body, headers = dumps(doc), _headers(doc, tag, None)
+        if not g.fetched_uncacheable:
+            bucket.put(key, body, headers)
+        return json_response(body, 200, headers)
+
+
+class QueryBodies(dict):
+    """The rendered bodies of GETs with query options, of one thread and one store
+    generation: the value ``Store.cached`` keeps under ``KEY`` (it is thread-local and
+    replaced at the next write, so filling it here is safe). Bounded in bytes: an
+    ``$expand`` can be large and a client can vary the query endlessly."""
+
+    KEY = ("GET?",)
+    MAX_BYTES = 1 << 20  # per thread: at most ~8 MiB for 2 workers x 4 threads
+    MAX_BODY = 1 << 18
+
+    size = 0
+
+    def put(self, key, body: bytes, headers: dict) -> None:
+        if len(body) > self.MAX_BODY:
+            return
+        if self.size + len(body) > self.MAX_BYTES:
+            self.clear()
+            self.size = 0
+        self[key] = (body, headers)
+        self.size += len(body)
+
+
+def _query_key(q: odata.Query) -> tuple:
+    """A hashable form of a parsed query (its ``select`` is a list of lists)."""
+    select = tuple(map(tuple, q.select)) if q.select is not None else None
+    return (select, q.expand, q.levels, q.top, q.skip, q.only)
 
 
 def _plain_get(req) -> bool:
@@ -190,6 +252,8 @@ def fetch_internal(uri: str) -> dict | None:
     cls = getattr(view, "view_class", None)
     if cls is None or not hasattr(cls, "get"):
         return None
+    if not getattr(cls, "cacheable", False):
+        g.fetched_uncacheable = True  # the body inlining it must not be reused
     needed = cls.privileges.get("GET")
     if needed is not None and (g.get("principal") is None or not g.principal.satisfies(needed)):
         return None  # the caller may not read it: leave the link as it is
@@ -238,28 +302,40 @@ def render(doc: dict, status: int = 200, extra_headers: dict | None = None) -> R
         if extra_headers:
             headers = dict(headers, **extra_headers)
         return json_response(body, status, headers)
+    if request.method in ("GET", "HEAD") and status == 200:
+        inm = request.headers.get("If-None-Match")
+        if inm and q.empty:
+            tag = with_etag(doc)["@odata.etag"]
+            if tag in [t.strip() for t in inm.split(",")]:
+                return Response(status=304, headers={"ETag": tag})
+        doc, tag = _queried(doc, q)
+    else:
+        doc = with_etag(doc)
+        tag = doc["@odata.etag"]
+    return json_response(doc, status, _headers(doc, tag, extra_headers))
+
+
+def _queried(doc: dict, q: odata.Query) -> tuple[dict, str]:
+    """A GET's document with its query options applied, and its ETag (that of the
+    resource, or of the one member ``only`` returns)."""
     doc = with_etag(doc)
     tag = doc["@odata.etag"]
-    if request.method in ("GET", "HEAD") and status == 200:
-        if q.only:
-            if not odata.is_collection(doc):
-                raise RedfishError.of(400, "QueryNotSupportedOnResource")
-            if len(doc["Members"]) == 1:
-                member = fetch_internal(doc["Members"][0]["@odata.id"])
-                if member is not None:
-                    doc, tag = member, member["@odata.etag"]
-        inm = request.headers.get("If-None-Match")
-        if inm and q.empty and tag in [t.strip() for t in inm.split(",")]:
-            return Response(status=304, headers={"ETag": tag})
-        if (q.top is not None or q.skip is not None) and not odata.is_collection(doc):
+    if q.only:
+        if not odata.is_collection(doc):
             raise RedfishError.of(400, "QueryNotSupportedOnResource")
-        if odata.is_collection(doc):
-            doc = odata.page(doc, q)
-        if q.expand:
-            doc = odata.Expander(fetch_internal).expand(doc, q.expand, q.levels)
-        if q.select:
-            doc = odata.select(doc, q.select)
-    return json_response(doc, status, _headers(doc, tag, extra_headers))
+        if len(doc["Members"]) == 1:
+            member = fetch_internal(doc["Members"][0]["@odata.id"])
+            if member is not None:
+                doc, tag = member, member["@odata.etag"]
+    if (q.top is not None or q.skip is not None) and not odata.is_collection(doc):
+        raise RedfishError.of(400, "QueryNotSupportedOnResource")
+    if odata.is_collection(doc):
+        doc = odata.page(doc, q)
+    if q.expand:
+        doc = odata.Expander(fetch_internal).expand(doc, q.expand, q.levels)
+    if q.select:
+        doc = odata.select(doc, q.select)
+    return doc, tag
 
 
 @functools.lru_cache(maxsize=256)
