@@ -228,14 +228,19 @@ def report(servers: dict, runs: dict, args) -> str:
 
 
 def main() -> int:
+    global KINDS, CONNS   # measure() and report() go over these
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=int, default=5, help="per wrk run (default %(default)s)")
     ap.add_argument("--rounds", type=int, default=3, help="alternating runs per server and cell (%(default)s)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--mockup-server", help="path of DMTF's redfishMockupServer.py (not on PyPI)")
     ap.add_argument("--sushy-no-auth", action="store_true", help="run sushy-emulator only without its Basic auth")
+    ap.add_argument("--kinds", nargs="+", choices=KINDS, default=list(KINDS), help="URLs to measure (all)")
+    ap.add_argument("--conns", nargs="+", type=int, default=list(CONNS), help="connection counts (%(default)s)")
+    ap.add_argument("--no-peers", action="store_true", help="only the service and the ceiling")
     ap.add_argument("--out", default=str(HERE / "out"))
     args = ap.parse_args()
+    KINDS, CONNS = tuple(args.kinds), tuple(args.conns)
     servers: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="bench-peers-") as d:
         tmp = Path(d)
@@ -245,7 +250,7 @@ def main() -> int:
             peers = [] if args.sushy_no_auth else [("sushy", lambda: sushy(tmp, servers["racklet"], True))]
             peers += [("sushy-noauth", lambda: sushy(tmp, servers["racklet"], False)),
                       ("mockup", lambda: mockup(tmp, servers["racklet"], args.mockup_server))]
-            for name, start in peers:
+            for name, start in ([] if args.no_peers else peers):
                 srv = start()
                 if srv:
                     servers[name] = srv
