@@ -169,7 +169,10 @@ class Store(UpdateRecords):
             c = sqlite3.connect(self.path, timeout=10, isolation_level=None)
             c.row_factory = sqlite3.Row
             c.execute("PRAGMA busy_timeout=10000")
-            c.execute("PRAGMA synchronous=NORMAL")
+            # FULL: in WAL mode the log is fsynced at every commit, so what the API
+            # acknowledged survives a power cut, not only a crash (NORMAL would wait for
+            # the next checkpoint). The agent commits a sweep a second: one small fsync.
+            c.execute("PRAGMA synchronous=FULL")
             c.execute("PRAGMA foreign_keys=ON")
             self._local.conn = c
         return c

@@ -553,3 +553,21 @@ def test_an_activation_lost_with_the_agent_ends_its_task_and_unstages_the_slot(t
     assert (after["active"], after["staged"], after["task"]) == (before["active"], None, None)
     assert store.slot("Unit1", "bmc", slot)["state"] == "empty"
     assert store.slot("Unit1", "bmc", before["active"])["state"] == "valid"
+
+
+def test_every_store_connection_flushes_each_commit(tmp_path):
+    """What a power cut may not take (docs/reliability.md): every connection of the store —
+    the API workers' and the agent's go through Store.conn — fsyncs the WAL at each commit
+    (synchronous=FULL, 2), in WAL mode; a new thread's connection too."""
+    import threading
+
+    from redfish_racklet.store import Store
+    st = Store(str(tmp_path / "racklet.db"))
+    st.create()
+    modes = [(st.conn().execute("PRAGMA synchronous").fetchone()[0],
+              st.conn().execute("PRAGMA journal_mode").fetchone()[0])]
+    t = threading.Thread(target=lambda: modes.append((st.conn().execute("PRAGMA synchronous").fetchone()[0],
+                                                      st.conn().execute("PRAGMA journal_mode").fetchone()[0])))
+    t.start()
+    t.join()
+    assert modes == [(2, "wal"), (2, "wal")]
