@@ -29,6 +29,7 @@ import glob
 import json
 import lzma
 import os
+import platform
 import select
 import shlex
 import shutil
@@ -189,11 +190,22 @@ def _file_kind(path: str) -> str:
 
 # -- running it ----------------------------------------------------------------------
 def kvm_usable() -> bool:
+    """/dev/kvm opens read-write and, on x86, the CPU offers hardware virtualization
+    (vmx/svm): a nested guest can have /dev/kvm without it, and its KVM then fails at the
+    guest's first instructions. Checked here so such a machine skips without fetching and
+    booting a kernel first."""
     try:
         os.close(os.open("/dev/kvm", os.O_RDWR))
-        return True
     except OSError:
         return False
+    if platform.machine() in ("x86_64", "i686"):
+        try:
+            with open("/proc/cpuinfo") as f:
+                flags = {w for line in f if line.startswith("flags") for w in line.split()}
+        except OSError:
+            return True   # cannot tell: let QEMU try (run() still notices a KVM failure)
+        return bool(flags & {"vmx", "svm"})
+    return True
 
 
 def unavailable() -> str | None:
@@ -203,7 +215,8 @@ def unavailable() -> str | None:
     if not os.path.exists(BUSYBOX):
         return f"{BUSYBOX} not found; {INSTALL_HINT}"
     if not kvm_usable() and os.environ.get("RACKLET_VM_ACCEL") != "tcg":
-        return f"/dev/kvm is not usable (cannot open it read-write); {INSTALL_HINT}"
+        return (f"KVM is not usable here (/dev/kvm does not open read-write, or the CPU shows no "
+                f"vmx/svm: nested virtualization missing); RACKLET_VM_ACCEL=tcg runs it emulated; {INSTALL_HINT}")
     return None
 
 
