@@ -44,20 +44,23 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def open_stream(port: int, ca: str, timeout: float = 10.0) -> ssl.SSLSocket:
+def open_stream(port: int, ca: str, timeout: float = 10.0,
+                credentials: str = f"Authorization: {AUTH}") -> ssl.SSLSocket:
+    """An open SSE stream, past its response headers. ``credentials``: the header line
+    that logs in (Basic by default; bench/soak.py sends a session's X-Auth-Token)."""
     ctx = ssl.create_default_context(cafile=ca)
     sock = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=timeout),
                            server_hostname="127.0.0.1")
-    sock.sendall(f"GET {sse.SSE_PATH} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: {AUTH}\r\n"
+    sock.sendall(f"GET {sse.SSE_PATH} HTTP/1.1\r\nHost: 127.0.0.1\r\n{credentials}\r\n"
                  "Accept: text/event-stream\r\n\r\n".encode())
     buf = b""
     while b"\r\n\r\n" not in buf:
         data = sock.recv(4096)
         if not data:
-            raise RuntimeError("stream closed")
+            raise ConnectionError("stream closed before its headers")
         buf += data
     if not buf.startswith(b"HTTP/1.1 200"):
-        raise RuntimeError(buf[:200])
+        raise ConnectionError(buf.split(b"\r\n", 1)[0].decode(errors="replace"))
     return sock
 
 
@@ -165,7 +168,7 @@ def main() -> int:
                     if requests.get(url + "/redfish/v1", verify=ca, timeout=2).ok:
                         open_stream(sse_port, ca).close()
                         break
-                except (requests.RequestException, OSError, RuntimeError):
+                except (requests.RequestException, OSError):
                     pass
                 if time.monotonic() > deadline:
                     raise RuntimeError("the server did not start")

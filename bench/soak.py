@@ -33,7 +33,6 @@ import json
 import os
 import platform
 import selectors
-import socket
 import ssl
 import statistics
 import subprocess
@@ -50,8 +49,8 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(ROOT))
 from bench_memory import snapshot  # noqa: E402
+from bench_sse import open_stream  # noqa: E402
 from bench_update import make_bundle  # noqa: E402
-from redfish_racklet import sse  # noqa: E402
 from tests.conftest import TEST_MANIFEST, start_server  # noqa: E402
 
 MiB = 1024 * 1024
@@ -168,24 +167,6 @@ def reset_client(srv, tally: Tally, stop: threading.Event) -> None:
     logout(s, tally, "reset")
 
 
-def open_stream(srv, token: str) -> ssl.SSLSocket:
-    ctx = ssl.create_default_context(cafile=srv.ca)
-    sock = ctx.wrap_socket(socket.create_connection(("127.0.0.1", srv.sse_port), timeout=10),
-                           server_hostname="127.0.0.1")
-    sock.sendall(f"GET {sse.SSE_PATH} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Auth-Token: {token}\r\n"
-                 "Accept: text/event-stream\r\n\r\n".encode())
-    head = b""
-    while b"\r\n\r\n" not in head:
-        data = sock.recv(4096)
-        if not data:
-            raise ConnectionError("stream closed before its headers")
-        head += data
-    if not head.startswith(b"HTTP/1.1 200"):
-        raise ConnectionError(head.split(b"\r\n", 1)[0].decode())
-    sock.setblocking(False)
-    return sock
-
-
 def sse_client(srv, tally: Tally, stop: threading.Event, n: int) -> None:
     s = login(srv, tally, "sse")
     token = s.headers.get("X-Auth-Token", "")
@@ -194,7 +175,8 @@ def sse_client(srv, tally: Tally, stop: threading.Event, n: int) -> None:
 
     def add() -> None:
         try:
-            sock = open_stream(srv, token)
+            sock = open_stream(srv.sse_port, srv.ca, credentials=f"X-Auth-Token: {token}")
+            sock.setblocking(False)
         except (OSError, ConnectionError) as e:
             tally.add("sse", "connection", f"open: {e}")
             return

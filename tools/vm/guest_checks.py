@@ -21,7 +21,6 @@ import glob
 import json
 import os
 import selectors
-import signal
 import subprocess
 import sys
 import time
@@ -245,6 +244,7 @@ units:
 def check_agent(r: Results, chip: str, sysdir: str, bus_no: int, bus) -> None:
     """`redfish-racklet agent` with a driver: linux manifest: plug-in, commands, readings."""
     from redfish_racklet.agent import client
+    from redfish_racklet.server import stop_agent
     from redfish_racklet.store import Store
     state = "/tmp/agent-state"
     os.makedirs(state, exist_ok=True)
@@ -284,11 +284,7 @@ def check_agent(r: Results, chip: str, sysdir: str, bus_no: int, bus) -> None:
         r.add("agent sees the unit pulled out and cuts its rail", ok,
               f"Unit1 {_brief(store, 'Unit1')}, RAIL1={sim_value(sysdir, 'RAIL1')}")
     finally:
-        agent.send_signal(signal.SIGTERM)
-        try:
-            agent.wait(10)
-        except subprocess.TimeoutExpired:
-            agent.kill()
+        stop_agent(agent)   # terminate, wait, kill: as serve stops it
         log.close()
 
 
