@@ -13,8 +13,11 @@ Servers, all on 127.0.0.1 over HTTPS, up at the same time:
   it (its default; bcrypt on every request dominates its figures), both counted as peers.
   ``--sushy-no-auth``: only the latter.
 - **mockup**: the DMTF Redfish Mockup Server serving
-  ``/work/shared/redfish/mockups/public-bladed`` (``-s --cert --key``), if
-  ``--mockup-server`` names its ``redfishMockupServer.py`` (it is not on PyPI).
+  ``/work/shared/redfish/mockups/public-bladed`` (``-S -s --cert --key``: short form,
+  HTTPS with serve's certificate; it has no authentication), if ``--mockup-server``
+  names its ``redfishMockupServer.py``. It is not on PyPI: take a checkout of
+  github.com/DMTF/Redfish-Mockup-Server and a Python with its requirements
+  (``grequests``, ``multipart``), given as ``--mockup-python`` (default: this one).
 
 URLs: the service root, a System, Chassis Power, a ``$expand=.`` of the Systems
 collection; each peer's nearest equivalent where it lacks one (said in the output).
@@ -140,22 +143,22 @@ def sushy(tmp: Path, racklet: dict, auth: bool) -> dict | None:
                       "expand": "no $expand: the Systems collection"}}
 
 
-def mockup(tmp: Path, racklet: dict, script: str | None) -> dict | None:
+def mockup(tmp: Path, racklet: dict, script: str | None, python: str) -> dict | None:
     if not script:
         print("DMTF Redfish Mockup Server not given (--mockup-server PATH/redfishMockupServer.py): skipped",
               file=sys.stderr)
         return None
     port = bench.free_port()
     state = racklet["state"]
-    proc = subprocess.Popen([sys.executable, script, "-D", str(MOCKUP_DIR), "-H", "127.0.0.1", "-p", str(port),
+    proc = subprocess.Popen([python, script, "-D", str(MOCKUP_DIR), "-S", "-H", "127.0.0.1", "-p", str(port),
                              "-s", "--cert", str(state / "server.pem"), "--key", str(state / "server-key.pem")],
                             cwd=str(Path(script).parent), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"https://127.0.0.1:{port}"
     bench.wait_200(base + "/redfish/v1/", racklet["ca"], time.monotonic() + 30)
     return {"proc": proc, "base": base, "headers": {},
             "urls": {"root": "/redfish/v1/", "system": "/redfish/v1/Systems/529QB9450R6",
-                     "power": "/redfish/v1/Chassis/MultiBladeEncl/Power", "expand": "/redfish/v1/Systems"},
-            "notes": {"expand": "no $expand: the Systems collection", "auth": "no authentication"}}
+                     "power": "/redfish/v1/Chassis/MultiBladeEncl/Power", "expand": "/redfish/v1/Systems?$expand=."},
+            "notes": {"auth": "no authentication", "http": "HTTP/1.0, one request per connection, one thread"}}
 
 
 def check(name: str, srv: dict, ca: str) -> None:
@@ -234,6 +237,8 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3, help="alternating runs per server and cell (%(default)s)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--mockup-server", help="path of DMTF's redfishMockupServer.py (not on PyPI)")
+    ap.add_argument("--mockup-python", default=sys.executable,
+                    help="the Python to run it with, one with grequests and multipart (this one)")
     ap.add_argument("--sushy-no-auth", action="store_true", help="run sushy-emulator only without its Basic auth")
     ap.add_argument("--kinds", nargs="+", choices=KINDS, default=list(KINDS), help="URLs to measure (all)")
     ap.add_argument("--conns", nargs="+", type=int, default=list(CONNS), help="connection counts (%(default)s)")
@@ -249,7 +254,7 @@ def main() -> int:
             servers["ceiling"] = ceiling(tmp, servers["racklet"], args.workers)
             peers = [] if args.sushy_no_auth else [("sushy", lambda: sushy(tmp, servers["racklet"], True))]
             peers += [("sushy-noauth", lambda: sushy(tmp, servers["racklet"], False)),
-                      ("mockup", lambda: mockup(tmp, servers["racklet"], args.mockup_server))]
+                      ("mockup", lambda: mockup(tmp, servers["racklet"], args.mockup_server, args.mockup_python))]
             for name, start in ([] if args.no_peers else peers):
                 srv = start()
                 if srv:

@@ -15,8 +15,9 @@ This file only reads where and how to listen from the environment (the unit's
     RACKLET_REQUIRE_CLIENT_CERT  1: refuse TLS handshakes without a client certificate
 
 What ``serve`` does around gunicorn and a bare gunicorn would not, this file does too:
-it empties the workers' metrics directory and sets PROMETHEUS_MULTIPROC_DIR before any
-worker starts, and the arbiter holds the state directory's lock (so a stray
+it empties the workers' metrics directory ($RUNTIME_DIRECTORY/prometheus: the unit's
+RuntimeDirectory=, a tmpfs, never the state directory) and sets PROMETHEUS_MULTIPROC_DIR
+before any worker starts, and the arbiter holds the state directory's lock (so a stray
 ``redfish-racklet serve`` on the same directory refuses to start).
 """
 
@@ -37,7 +38,7 @@ _require_client_cert = _flag("RACKLET_REQUIRE_CLIENT_CERT")
 # gunicorn reads this file again on SIGHUP (a reload): the metrics directory is emptied on
 # the first reading only, as `serve` does once at its start (the variable is then set).
 if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
-    prepare_multiproc_dir(_state_dir)
+    prepare_multiproc_dir(os.environ.get("RUNTIME_DIRECTORY", "").split(":")[0] or None)
 
 globals().update(gunicorn_options(
     _state_dir,

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sqlite3
 import time
 
 from flask import Flask, current_app, g, request
@@ -22,7 +21,7 @@ from .auth import (BasicCache, PasswordCheckBusy, Principal, login, parse_basic,
                    principal_of)
 from .messages import RedfishError, message
 from .resources import BLUEPRINTS, browser, openapi
-from .store import Store
+from .store import Store, is_full
 from .web import add_headers, common_headers, json_response, prefers_html
 
 log = logging.getLogger("racklet.api")
@@ -203,7 +202,7 @@ def _drain_refused_body() -> None:
 
 
 def _unexpected(e: Exception):
-    if isinstance(e, sqlite3.OperationalError) and "disk is full" in str(e):
+    if is_full(e):
         # the transaction was rolled back: nothing of the request was stored
         log.error("%s %s: the store's disk is full", request.method, request.path)
         return _redfish_error(RedfishError(507, [message("InsufficientStorage")],

@@ -15,6 +15,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -298,17 +299,25 @@ def start_metrics(state_dir: str, bind: str, port: int, require_client_cert: boo
     return subprocess.Popen(cmd + (["--require-client-cert"] if require_client_cert else []))
 
 
-MULTIPROC_DIR = "prometheus"   # in the state directory: the API workers' metric files
+MULTIPROC_DIR = "prometheus"   # under a runtime directory: the API workers' metric files
 
 
-def prepare_multiproc_dir(state_dir: str) -> str:
-    """PROMETHEUS_MULTIPROC_DIR for the API workers' HTTP metrics, emptied at each start
-    (the files of workers that are gone would otherwise pile up)."""
-    path = os.path.join(state_dir, MULTIPROC_DIR)   # (no prometheus_client import before the variable is set:
-    #                                                it picks its mode once, at import)
-    if os.path.isdir(path):
-        shutil.rmtree(path)
-    os.makedirs(path, mode=0o700)
+def prepare_multiproc_dir(runtime_dir: str | None = None) -> str:
+    """PROMETHEUS_MULTIPROC_DIR for the API workers' HTTP metrics: ``runtime_dir``/prometheus,
+    emptied (the files of workers that are gone would otherwise pile up), or without one a
+    new private directory in /dev/shm. Never in the state directory: prometheus_client
+    memory-maps these files and grows them, and a write into a mapped page the file system
+    has no room for is a SIGBUS that kills the worker -- a full state disk must give 507s,
+    not dead workers; and they change at every request, wear an SD card has no need of."""
+    if runtime_dir:   # (no prometheus_client import before the variable is set: it picks its mode once)
+        path = os.path.join(runtime_dir, MULTIPROC_DIR)
+        if os.path.isdir(path):
+            shutil.rmtree(path)
+        os.makedirs(path, mode=0o700)
+    else:
+        shm = "/dev/shm"
+        path = tempfile.mkdtemp(prefix="redfish-racklet-metrics-",
+                                dir=shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else None)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
     return path
 
@@ -324,7 +333,9 @@ def serve(state_dir: str, bind: str, port: int, manifest_path: str | None, worke
     if pki.ensure_client_ca(state_dir):  # a state dir made before mTLS existed
         print(f"redfish-racklet: made the client CA {os.path.join(state_dir, pki.CLIENT_CA_CERT)}",
               file=sys.stderr)
-    prepare_multiproc_dir(state_dir)   # before any process that imports prometheus_client
+    # before any process that imports prometheus_client; systemd's RuntimeDirectory= if any
+    runtime_dir = os.environ.get("RUNTIME_DIRECTORY", "").split(":")[0]
+    metrics_dir = prepare_multiproc_dir(runtime_dir or None)
     agent = AgentSupervisor(state_dir, manifest_path, start_agent(state_dir, manifest_path))
     agent.start()
     sse = metrics = None
@@ -346,5 +357,7 @@ def serve(state_dir: str, bind: str, port: int, manifest_path: str | None, worke
             if child is not None:
                 stop_agent(child)  # terminate, wait, kill: the same for any child
         agent.stop()
+        if not runtime_dir:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
         os.close(lock_fd)
     return 0

@@ -149,6 +149,11 @@ LOG_MAX = 1000  # entries kept in the event log; the oldest are overwritten (Wra
 READ_CACHE_MAX = 1024  # entries per thread and store generation
 
 
+def is_full(e: BaseException) -> bool:
+    """An SQLite error saying the store's file system is full (the transaction was rolled back)."""
+    return isinstance(e, sqlite3.OperationalError) and getattr(e, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+
+
 def token_digest(token: str) -> str:
     """Sessions are stored by the SHA-256 of their token, never the token itself."""
     return hashlib.sha256(token.encode()).hexdigest()
@@ -399,7 +404,11 @@ class Store(UpdateRecords):
             self.conn().execute("DELETE FROM sessions WHERE id=?", (row["id"],))
             return None
         if now - row["last_used"] > 5:
-            self.conn().execute("UPDATE sessions SET last_used=? WHERE id=?", (now, row["id"]))
+            try:
+                self.conn().execute("UPDATE sessions SET last_used=? WHERE id=?", (now, row["id"]))
+            except sqlite3.OperationalError as e:   # a full disk: reads go on, the idle timer is not
+                if not is_full(e):                  # refreshed (the session may end sooner)
+                    raise
         return row
 
     def session(self, sid: str) -> dict | None:

@@ -33,7 +33,7 @@ TARGET = "redfish-racklet.target"
 AGENT, API, SSE, METRICS = (f"redfish-racklet-{n}.service" for n in ("agent", "api", "sse", "metrics"))
 SERVICES = (AGENT, API, SSE, METRICS)
 UNIT_PREFIX = "/opt/redfish-racklet/bin/"
-STATE, ETC = "/var/lib/redfish-racklet", "/etc/redfish-racklet"
+STATE, ETC, RUN = "/var/lib/redfish-racklet", "/etc/redfish-racklet", "/run/redfish-racklet"
 VENV_BIN = str(Path(sys.prefix) / "bin") + "/"
 DOC = ROOT / "docs" / "deployment.md"
 
@@ -67,7 +67,9 @@ def one(name: str, key: str, section: str = "Service") -> str | None:
 # -- the unit files -------------------------------------------------------------------------
 
 def rewrite(text: str, state: Path, etc: Path) -> str:
-    return text.replace(UNIT_PREFIX, VENV_BIN).replace(STATE, str(state)).replace(ETC, str(etc))
+    """The units' paths moved into a test's directory (the runtime directory beside the state's)."""
+    return (text.replace(UNIT_PREFIX, VENV_BIN).replace(STATE, str(state)).replace(ETC, str(etc))
+            .replace(RUN, str(state.parent / "run")))
 
 
 def test_units_pass_systemd_analyze_verify(tmp_path):
@@ -123,6 +125,12 @@ def test_units_keep_the_sandbox_promises_of_the_docs():
     assert set(one(TARGET, "Wants", "Unit").split()) == set(SERVICES)
     assert AGENT in one(API, "After", "Unit").split() and AGENT in one(API, "Wants", "Unit").split()
     assert API in one(METRICS, "After", "Unit").split()   # the API makes the metrics directory
+    # the workers' memory-mapped metric files live on a tmpfs both units share, never in the
+    # state directory (a full state disk would SIGBUS the workers)
+    for name in (API, METRICS):
+        assert one(name, "RuntimeDirectory") == "redfish-racklet", name
+        assert one(name, "RuntimeDirectoryPreserve") == "yes", name
+    assert environment(METRICS, str)["PROMETHEUS_MULTIPROC_DIR"] == RUN + "/prometheus"
 
 
 # -- the units, run as they are written -------------------------------------------------------
@@ -162,6 +170,9 @@ def test_units_run_as_written(tmp_path):
         for name in SERVICES:
             env = {k: v for k, v in client_env().items() if not k.startswith(("RACKLET_", "PROMETHEUS_"))}
             env.update(environment(name, swap), STATE_DIRECTORY=str(state))
+            if one(name, "RuntimeDirectory"):   # what systemd makes and names for the unit
+                (tmp_path / "run").mkdir(mode=0o700, exist_ok=True)
+                env["RUNTIME_DIRECTORY"] = str(tmp_path / "run")
             pre = command(name, "ExecStartPre", swap)
             if pre:
                 subprocess.run(pre, env=env, check=True, timeout=10)
@@ -202,6 +213,8 @@ def test_units_run_as_written(tmp_path):
             return text if "racklet_http_request_total{" in text else None
         body = wait_for(api_counters, "API counters in /metrics")
         assert "racklet_rack_power_watts" in body
+        assert list((tmp_path / "run" / "prometheus").glob("*.db")), "no worker metric files in the runtime dir"
+        assert not (state / "prometheus").exists()
         # the API's arbiter holds serve's lock: a stray `serve` on the state dir refuses to start
         r = subprocess.run([sys.executable, "-m", "redfish_racklet", "serve", "--state-dir", str(state),
                             "--port", str(free_port())], capture_output=True, text=True, timeout=20)

@@ -23,6 +23,7 @@ docs/reliability.md says what is guaranteed and points here.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import random
@@ -43,8 +44,9 @@ import requests
 from redfish_racklet.agent import SOCKET_NAME
 
 from .conftest import (ADMIN_PASSWORD, TEST_MANIFEST, Server, api_workers, children, cli, free_port, restart,
-                       start_server, wait_for)
-from .test_update_faults import Signer, Spec, can_confine, make_bundle, payload_of, trust, zombie
+                       start_server, wait_for, wait_until_settled, wait_until_up)
+from .test_update_faults import (ConfinedServer, Signer, Spec, can_confine, make_bundle, payload_of, trust,
+                                 zombie)
 
 MANIFEST = TEST_MANIFEST.replace("sample_seconds: 0.2}", "sample_seconds: 0.2, update_trial_seconds: 1}")
 DEFAULT_SEED = 20261128
@@ -510,6 +512,102 @@ def test_a_full_state_disk_is_refused(template, tmp_path):
     assert f"the file system of the state directory {state} is full" in r.stderr, r.stderr
     sums = [line.split()[0] for line in r.stdout.splitlines() if line.endswith("racklet.db")]
     assert len(sums) == 2 and sums[0] == sums[1] == digest(template / "racklet.db"), r.stdout
+
+
+def fill(path: Path) -> int:
+    """Write zeros to ``path`` until its file system refuses (ENOSPC); the bytes written."""
+    chunk, n = bytes(64 * 1024), 0
+    with path.open("wb", buffering=0) as f:
+        while True:
+            try:
+                n += f.write(chunk)
+            except OSError as e:
+                assert e.errno == errno.ENOSPC, e
+                return n
+
+
+def message_ids(r: requests.Response) -> list[str]:
+    return [m["MessageId"].rsplit(".", 1)[-1] for m in r.json()["error"]["@Message.ExtendedInfo"]]
+
+
+def test_a_state_disk_that_fills_while_running(template, tmp_path):
+    """The state dir on a small tmpfs (a private mount namespace), filled while the service
+    runs: every change is refused with 507 InsufficientStorage and changes nothing, reads go
+    on (with a session whose idle timer is due for a refresh, which cannot be stored), the
+    agent notes it once and keeps running, no worker dies (their memory-mapped metric files
+    are not on that disk); space freed, the agent says so and changes are stored again."""
+    why = can_confine(tmp_path)
+    if why:
+        pytest.skip(why)
+    state = tmp_path / "state"
+    shutil.copytree(template, state)        # the host's view: the CA the test trusts
+    (tmp_path / "manifest.yaml").write_text(MANIFEST)
+    port = free_port()
+    serve = cli() + ["serve", "--state-dir", str(state), "--port", str(port), "--workers", "2",
+                     "--sse-port", "0", "--metrics-port", "0", "--manifest", str(tmp_path / "manifest.yaml")]
+    script = 'mount -t tmpfs -o size=24m,mode=0700 racklet-state "$0" && cp -a "$1"/. "$0"/ && shift && exec "$@"'
+    log = tmp_path / "serve.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sh", "-c", script,
+                                 str(state), str(template), *serve], stdout=out, stderr=subprocess.STDOUT)
+    server = ConfinedServer(state, port, proc, log)
+    try:
+        wait_until_up(server)
+        wait_until_settled(server)
+        inside = Path(f"/proc/{proc.pid}/root") / state.relative_to("/")   # the tmpfs, as serve sees it
+        assert (inside / "racklet.db").stat().st_dev != (state / "racklet.db").stat().st_dev
+        c = server.client()
+        chassis = server.url + "/redfish/v1/Chassis/Unit1"
+        tag = c.get(chassis, timeout=TIMEOUT).json()["AssetTag"]
+        login = c.post(server.url + SESSIONS, json={"UserName": "admin", "Password": ADMIN_PASSWORD},
+                       timeout=TIMEOUT)
+        assert login.status_code == 201, login.text
+        reader = server.client(auth=None)
+        reader.headers["X-Auth-Token"] = login.headers["X-Auth-Token"]
+        db = sqlite3.connect(inside / "racklet.db")    # the idle timer due: the next read refreshes it
+        with db:
+            db.execute("UPDATE sessions SET last_used = last_used - 60")
+        db.close()
+        agent = {p for p, cmd in children(proc.pid).items() if " agent " in cmd + " "}
+        workers = api_workers(server)
+        assert len(agent) == 1 and len(workers) == 2
+
+        filled = fill(inside / "filler")
+        assert filled > 0
+        r = c.patch(chassis, json={"AssetTag": "written-on-a-full-disk"}, timeout=TIMEOUT)
+        assert r.status_code == 507 and message_ids(r) == ["InsufficientStorage"], r.text
+        r = c.post(server.url + ACCOUNTS, json={"UserName": "fullness", "Password": "a-long-password-9",
+                                               "RoleId": "ReadOnly"}, timeout=TIMEOUT)
+        assert r.status_code == 507 and message_ids(r) == ["InsufficientStorage"], r.text
+        r = c.post(server.url + SYSTEMS + "/Unit2/Actions/ComputerSystem.Reset",
+                   json={"ResetType": "ForceOff"}, timeout=TIMEOUT)
+        assert r.status_code == 507 and message_ids(r) == ["InsufficientStorage"], r.text
+        # reads go on, over the session too
+        for uri in (chassis, server.url + ACCOUNTS, server.url + SYSTEMS + "?$expand=."):
+            r = reader.get(uri, timeout=TIMEOUT)
+            assert r.status_code == 200, (uri, r.text)
+        assert reader.get(chassis, timeout=TIMEOUT).json()["AssetTag"] == tag
+        users = [m["@odata.id"] for m in reader.get(server.url + ACCOUNTS + "?$expand=.", timeout=TIMEOUT)
+                 .json()["Members"]]
+        assert not [u for u in users if "fullness" in u]
+        assert reader.get(server.url + SYSTEMS + "/Unit2", timeout=TIMEOUT).json()["PowerState"] == "On"
+        wait_for(lambda: "is full: readings and state changes are not stored" in log.read_text(),
+                 "the agent's note of the full disk", timeout=RECOVERY)
+
+        (inside / "filler").unlink()
+        wait_for(lambda: "is written again" in log.read_text(), "the agent's note of the freed disk",
+                 timeout=RECOVERY)
+        r = c.patch(chassis, json={"AssetTag": "written-after"}, timeout=TIMEOUT)
+        assert r.status_code in (200, 204), r.text
+        assert reader.get(chassis, timeout=TIMEOUT).json()["AssetTag"] == "written-after"
+        # the same agent and the same workers all along: nothing died of the full disk
+        assert {p for p, cmd in children(proc.pid).items() if " agent " in cmd + " "} == agent
+        assert api_workers(server) == workers
+        text = log.read_text()
+        assert "Traceback" not in text and "SIGBUS" not in text, text
+        assert text.count("is full: readings and state changes are not stored") == 1, text
+    finally:
+        server.stop()
 
 
 # --- the moment between a slot's write and its activation --------------------------------------------

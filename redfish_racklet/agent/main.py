@@ -20,7 +20,7 @@ from typing import Callable
 
 from ..drivers.smbus import ChipError
 from ..manifest import Manifest
-from ..store import Store, StoreError, check as check_store
+from ..store import Store, StoreError, check as check_store, is_full
 from .. import factory, telemetry, thresholds
 from . import FACTORY_RESET, SOCKET_NAME, UPDATE_PREFIX, delivery, events, hardware, power, sampling, updater
 from .energy import Integrator, Window
@@ -544,23 +544,23 @@ def serve(agent: Agent, state_dir: str, stop: list) -> None:
     period = agent.manifest.tick_seconds
     next_tick = time.monotonic()
     next_sample = next_tick + agent.manifest.sample_seconds
+    full = StoreFull(agent.store.path)
     try:
         parent = os.getppid()
         while not stop and os.getppid() == parent:  # also stop if serve died
             timeout = max(0.0, next_tick - time.monotonic())
             for key, _ in sel.select(timeout):
                 if key.data == "socket":
-                    _accept(agent, lsock)
+                    full.guard(_accept, agent, lsock)
                 else:
-                    agent.observe()
+                    full.guard(agent.observe)
             _watch_presence(sel, agent)
             if time.monotonic() >= next_tick:
-                agent.observe()
-                for cid in agent.store.pending_commands():
-                    agent.run_command(cid)
+                full.guard(_tick, agent)
                 next_tick = time.monotonic() + period
             if time.monotonic() >= next_sample:
-                agent.sample()
+                if full.guard(agent.sample):
+                    full.cleared()
                 next_sample += agent.manifest.sample_seconds
                 next_sample = max(next_sample, time.monotonic())
     finally:
@@ -572,6 +572,43 @@ def serve(agent: Agent, state_dir: str, stop: list) -> None:
         agent.close()
         if os.path.exists(path):
             os.unlink(path)
+
+
+def _tick(agent: Agent) -> None:
+    agent.observe()
+    for cid in agent.store.pending_commands():
+        agent.run_command(cid)
+
+
+class StoreFull:
+    """A full store disk stops the writing, not the agent: the rails, the LEDs and the
+    presence lines go on being watched and switched, each write that fails is rolled back
+    and tried again at the next tick or sweep (the hardware is re-read, nothing is
+    assumed), and the log says so once — and once again when a sweep is stored again.
+    (Dying instead would only have serve restart it into the same full disk, over and over.)"""
+
+    def __init__(self, path: str):
+        self.path, self.since = path, None
+
+    def guard(self, step: Callable, *args) -> bool:
+        """Run ``step``; False if it stopped on the full disk."""
+        try:
+            step(*args)
+        except Exception as e:
+            if not is_full(e):
+                raise
+            if self.since is None:
+                self.since = time.monotonic()
+                log.error("the file system of the store %s is full: readings and state changes are not "
+                          "stored until space is freed (the API answers changes with 507)", self.path)
+            return False
+        return True
+
+    def cleared(self) -> None:
+        if self.since is not None:
+            log.warning("the store %s is written again, after %.0f s of a full disk",
+                        self.path, time.monotonic() - self.since)
+            self.since = None
 
 
 def _watch_presence(sel: selectors.BaseSelector, agent: Agent) -> None:
