@@ -582,6 +582,9 @@ def test_a_state_disk_that_fills_while_running(template, tmp_path):
         r = c.post(server.url + SYSTEMS + "/Unit2/Actions/ComputerSystem.Reset",
                    json={"ResetType": "ForceOff"}, timeout=TIMEOUT)
         assert r.status_code == 507 and message_ids(r) == ["InsufficientStorage"], r.text
+        # a wrong password cannot be counted towards the lockout: refused, not let through
+        r = requests.get(chassis, auth=("admin", "not-the-password-1"), verify=server.ca, timeout=TIMEOUT)
+        assert r.status_code == 507 and message_ids(r) == ["InsufficientStorage"], r.text
         # reads go on, over the session too
         for uri in (chassis, server.url + ACCOUNTS, server.url + SYSTEMS + "?$expand=."):
             r = reader.get(uri, timeout=TIMEOUT)

@@ -54,5 +54,6 @@ mount -t tmpfs tmpfs /host/run
 mkdir -p "/host$OUT" 2>/dev/null
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 out "/host$OUT" || fail "9p out"
 
+ip link set lo up || ifconfig lo 127.0.0.1 up || fail "loopback"   # a server in the VM listens on it
 chroot /host /bin/sh "$OUT/job.sh" 2>&1
 stop

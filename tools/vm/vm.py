@@ -46,8 +46,10 @@ MIRROR = "http://deb.debian.org/debian"
 QEMU = "qemu-system-x86_64"
 BUSYBOX = "/bin/busybox"
 # What the VM loads, in this order after their dependencies: the 9p share of the host,
-# the SMBus character devices, the SMBus stub, configfs and the GPIO simulator.
-MODULES = ["9pnet_virtio", "9p", "i2c-dev", "i2c-stub", "configfs", "gpio-sim"]
+# the SMBus character devices, the SMBus stub, configfs and the GPIO simulator; a virtio
+# disk and ext4 for the power-cut test (tests/test_power_cut.py). A module the kernel has
+# built in is skipped.
+MODULES = ["9pnet_virtio", "9p", "i2c-dev", "i2c-stub", "configfs", "gpio-sim", "virtio_blk", "ext4"]
 INSTALL_HINT = ("needs qemu-system-x86 and KVM: apt-get install qemu-system-x86 busybox-static; "
                 "the kernel is fetched with apt-get download")
 
@@ -71,9 +73,18 @@ def _apt_options() -> list[str]:
 
 
 def cached_kernel() -> str | None:
-    """The newest kernel directory already prepared in the cache, or None."""
+    """The newest kernel directory already prepared in the cache with every module of
+    MODULES (a cache made when the list was shorter is made again), or None."""
     ready = sorted(glob.glob(os.path.join(CACHE, "kernel-*", "vmlinuz")))
-    return os.path.dirname(ready[-1]) if ready else None
+    return os.path.dirname(ready[-1]) if ready and _complete(os.path.dirname(ready[-1])) else None
+
+
+def _complete(kernel_dir: str) -> bool:
+    try:
+        with open(os.path.join(kernel_dir, "modules", "wanted")) as f:
+            return set(f.read().split()) >= {m.replace("-", "_") for m in MODULES}
+    except FileNotFoundError:
+        return False
 
 
 def fetch(log=print) -> str:
@@ -91,7 +102,7 @@ def fetch(log=print) -> str:
         raise VmUnavailable(f"no linux-image-amd64 kernel in Debian {SUITE}")
     version = image.removeprefix("linux-image-")
     target = os.path.join(CACHE, f"kernel-{version}")
-    if os.path.exists(os.path.join(target, "vmlinuz")):
+    if os.path.exists(os.path.join(target, "vmlinuz")) and _complete(target):
         return target
     with tempfile.TemporaryDirectory(dir=CACHE) as tmp:
         log(f"vm: apt-get download the {version} kernel (about 120 MB, once)")
@@ -110,7 +121,10 @@ def fetch(log=print) -> str:
         order = _copy_modules(tree, os.path.join(staging, "modules"))
         with open(os.path.join(staging, "modules", "order"), "w") as f:
             f.write("\n".join(order) + "\n")
+        with open(os.path.join(staging, "modules", "wanted"), "w") as f:
+            f.write("\n".join(m.replace("-", "_") for m in MODULES) + "\n")
         shutil.copy(os.path.join(tree, "vmlinuz"), os.path.join(staging, "vmlinuz"))
+        shutil.rmtree(target, ignore_errors=True)   # one made with fewer modules
         os.replace(staging, target)
     return target
 
@@ -130,11 +144,15 @@ def _copy_modules(tree: str, dest: str) -> list[str]:
     paths = {}
     for p in glob.glob(os.path.join(tree, "kernel", "**", "*.ko*"), recursive=True):
         paths[os.path.basename(p).split(".ko")[0].replace("-", "_")] = p
+    builtin = set()
+    if os.path.exists(os.path.join(tree, "modules.builtin")):
+        with open(os.path.join(tree, "modules.builtin")) as f:
+            builtin = {os.path.basename(line.strip()).split(".ko")[0].replace("-", "_") for line in f}
     order: list[str] = []
 
     def add(name: str) -> None:
         key = name.replace("-", "_")
-        if key in order:
+        if key in order or (key in builtin and key not in paths):
             return
         if key not in paths:
             raise VmUnavailable(f"the kernel has no module {name}")
@@ -221,11 +239,17 @@ def unavailable() -> str | None:
 
 
 def run(argv: list[str], out: str, i2c: list[int], lines: list[str], timeout: float = 110,
-        log=print) -> tuple[int, str]:
+        log=print, disk: tuple[str, str] | None = None, cut=None) -> tuple[int, str]:
     """Boot the VM and run ``argv`` (host paths) inside it, chrooted into the host's /.
 
     ``i2c``: i2c-stub's chip addresses; ``lines``: names of gpio-sim's lines (one bank).
     ``out``: a host directory the program may write to (its path is the same inside).
+    ``disk``: (an image file, a log file): the image is the guest's ``/dev/vda`` (virtio,
+    with a volatile write cache, so the guest's fsync becomes a flush), and QEMU's
+    ``blklogwrites`` records every write and flush to it, in order, in the log (the
+    dm-log-writes format: what a power cut at any flush would have left is rebuilt from it).
+    ``cut``: called with the console text so far; when it returns true, QEMU is killed
+    (SIGKILL) at once: the power cut.
     Returns (the program's exit status, the console text); -1 when it did not finish.
     """
     try:
@@ -248,8 +272,15 @@ def run(argv: list[str], out: str, i2c: list[int], lines: list[str], timeout: fl
            "-initrd", initrd, "-append", append,
            "-virtfs", "local,path=/,mount_tag=host,security_model=none,readonly=on,multidevs=remap",
            "-virtfs", f"local,path={out},mount_tag=out,security_model=none,multidevs=remap"]
+    if disk:
+        image, write_log = disk
+        cmd += ["-blockdev", f"driver=file,filename={image},node-name=racklet-data,cache.direct=off",
+                "-blockdev", f"driver=file,filename={write_log},node-name=racklet-log",
+                "-blockdev", "driver=blklogwrites,file=racklet-data,log=racklet-log,node-name=racklet-disk,"
+                             "log-sector-size=512",
+                "-device", "virtio-blk-pci,drive=racklet-disk"]
     start = time.monotonic()
-    console = _watch(cmd, timeout)
+    console = _watch(cmd, timeout, cut)
     if "KVM internal error" in console or "kvm_buf_set_msrs" in console:
         raise VmUnavailable("/dev/kvm opens, but KVM cannot run the guest here (nested virtualization "
                             "without the CPU's support?); RACKLET_VM_ACCEL=tcg runs it emulated (TCG) instead")
@@ -261,9 +292,9 @@ def run(argv: list[str], out: str, i2c: list[int], lines: list[str], timeout: fl
     return status, console
 
 
-def _watch(cmd: list[str], timeout: float) -> str:
+def _watch(cmd: list[str], timeout: float, cut=None) -> str:
     """Run QEMU and return its console; stop it early if KVM fails (QEMU then pauses
-    the guest instead of exiting) or when ``timeout`` passes."""
+    the guest instead of exiting), when ``cut(console)`` says so, or when ``timeout`` passes."""
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     os.set_blocking(proc.stdout.fileno(), False)
     chunks: list[bytes] = []
@@ -277,6 +308,8 @@ def _watch(cmd: list[str], timeout: float) -> str:
             elif ready:  # end of output: QEMU exited
                 break
             text = b"".join(chunks)
+            if data and cut is not None and cut(text.decode(errors="replace")):
+                break   # the finally: SIGKILL at once
             if b"KVM internal error" in text or time.monotonic() > deadline:
                 if time.monotonic() > deadline:
                     chunks.append(f"\nracklet-vm: timed out after {timeout:.0f} s\n".encode())
