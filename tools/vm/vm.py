@@ -226,20 +226,20 @@ def kvm_usable() -> bool:
     return True
 
 
-def unavailable() -> str | None:
-    """Why the VM cannot run here (None: it can)."""
+def unavailable(allow_tcg: bool = False) -> str | None:
+    """Why the VM cannot run here (None: it can). ``allow_tcg``: emulation will do."""
     if not shutil.which(QEMU):
         return f"{QEMU} not found; {INSTALL_HINT}"
     if not os.path.exists(BUSYBOX):
         return f"{BUSYBOX} not found; {INSTALL_HINT}"
-    if not kvm_usable() and os.environ.get("RACKLET_VM_ACCEL") != "tcg":
+    if not kvm_usable() and os.environ.get("RACKLET_VM_ACCEL") != "tcg" and not allow_tcg:
         return (f"KVM is not usable here (/dev/kvm does not open read-write, or the CPU shows no "
                 f"vmx/svm: nested virtualization missing); RACKLET_VM_ACCEL=tcg runs it emulated; {INSTALL_HINT}")
     return None
 
 
 def run(argv: list[str], out: str, i2c: list[int], lines: list[str], timeout: float = 110,
-        log=print, disk: tuple[str, str] | None = None, cut=None) -> tuple[int, str]:
+        log=print, disk: tuple[str, str] | None = None, cut=None, allow_tcg: bool = False) -> tuple[int, str]:
     """Boot the VM and run ``argv`` (host paths) inside it, chrooted into the host's /.
 
     ``i2c``: i2c-stub's chip addresses; ``lines``: names of gpio-sim's lines (one bank).
@@ -249,7 +249,7 @@ def run(argv: list[str], out: str, i2c: list[int], lines: list[str], timeout: fl
     ``blklogwrites`` records every write and flush to it, in order, in the log (the
     dm-log-writes format: what a power cut at any flush would have left is rebuilt from it).
     ``cut``: called with the console text so far; when it returns true, QEMU is killed
-    (SIGKILL) at once: the power cut.
+    (SIGKILL) at once: the power cut. ``allow_tcg``: emulate (TCG) where KVM does not work.
     Returns (the program's exit status, the console text); -1 when it did not finish.
     """
     try:
@@ -264,6 +264,8 @@ def run(argv: list[str], out: str, i2c: list[int], lines: list[str], timeout: fl
         f.write("export PATH=/usr/bin:/bin HOME=/tmp PYTHONDONTWRITEBYTECODE=1 LANG=C.UTF-8\n"
                 f"cd {shlex.quote(REPO)}\n{shlex.join(argv)}\necho \"racklet-vm: exit $?\"\n")
     accel = "kvm" if kvm_usable() and os.environ.get("RACKLET_VM_ACCEL") != "tcg" else "tcg"
+    if accel == "tcg" and not allow_tcg and os.environ.get("RACKLET_VM_ACCEL") != "tcg":
+        raise VmUnavailable(unavailable())
     append = ("console=ttyS0 quiet loglevel=3 panic=-1 rdinit=/init "
               f"racklet.out={out} racklet.i2c={','.join(f'{a:#x}' for a in i2c)} "
               f"racklet.lines={','.join(lines)}")
