@@ -56,6 +56,12 @@ def create_app(config: dict) -> Flask:
     api = openapi.RackletApi(app, spec_kwargs=openapi.spec_kwargs(app))
     for blp in BLUEPRINTS:
         api.register_blueprint(blp)
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Under serve: every request counted and timed by route, summed across workers by
+        # metrics_server (first, so that its clock starts before authentication). Imported
+        # here: prometheus_client picks its multiprocess mode once, at import.
+        from .http_metrics import HttpMetrics
+        HttpMetrics().init_app(app)
     app.before_request(_before)
     app.after_request(_after)
     app.register_error_handler(RedfishError, _redfish_error)
@@ -63,11 +69,6 @@ def create_app(config: dict) -> Flask:
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected)
     app.wsgi_app = add_headers(app.wsgi_app)
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        # Under serve: every request counted and timed by route (not by path: a flood of
-        # unknown URIs must not make new series), summed across workers by metrics_server.
-        from prometheus_flask_exporter.multiprocess import GunicornPrometheusMetrics
-        GunicornPrometheusMetrics(app, group_by="url_rule", defaults_prefix="racklet", export_defaults=True)
     return app
 
 

@@ -16,7 +16,7 @@ the Prometheus conventions (base units as suffixes: ``_watts``, ``_volts``,
 - the agent: sampling sweeps (count and seconds), sensor read errors per part (counters
   the agent persists).
 
-The HTTP metrics of the API workers (prometheus-flask-exporter, multiprocess mode) are
+The HTTP metrics of the API workers (``http_metrics.py``, prometheus_client multiprocess mode) are
 added by the server (``metrics_server.py``) from ``PROMETHEUS_MULTIPROC_DIR``.
 """
 

@@ -11,7 +11,7 @@ The answer is OpenMetrics 1.0 (``application/openmetrics-text; version=1.0.0``, 
 in ``# EOF``) when the client asks for it, else the Prometheus text format 0.0.4
 (``prometheus_client``'s content negotiation). It holds the rack (``metrics.RackCollector``,
 read from the store at each scrape) and the API workers' HTTP metrics
-(prometheus-flask-exporter in multiprocess mode: every gunicorn worker writes its
+(``http_metrics.py``, prometheus_client multiprocess mode: every gunicorn worker writes its
 counters to ``PROMETHEUS_MULTIPROC_DIR``; this process sums them).
 """
 

@@ -208,7 +208,7 @@ EXPECTED_FAMILIES = {  # family: (type, unit)
     "racklet_agent_last_sample_duration_seconds": ("gauge", "seconds"),
     "racklet_agent_observe_ticks": ("counter", ""),
     "racklet_sensor_errors": ("counter", ""),
-    DURATION: ("histogram", None),          # prometheus-flask-exporter declares no unit
+    DURATION: ("histogram", None),          # declared without a unit, as prometheus-flask-exporter did
     "racklet_http_request": ("counter", None),
 }
 
@@ -466,12 +466,22 @@ def gunicorn_workers(server: Server) -> set[int]:
             if pid in api_workers(server) and "redfish_racklet.metrics_server" not in cmd}
 
 
+def multiproc_dir(server: Server) -> Path:
+    """The API workers' PROMETHEUS_MULTIPROC_DIR, from the environment serve gave its
+    metrics endpoint (a new directory in /dev/shm at each start, never the state dir)."""
+    pid = next(p for p, cmd in children(server.proc.pid).items() if "redfish_racklet.metrics_server" in cmd)
+    env = dict(v.split(b"=", 1) for v in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0") if b"=" in v)
+    path = Path(env[b"PROMETHEUS_MULTIPROC_DIR"].decode())
+    assert server.state_dir not in path.parents, path
+    return path
+
+
 def worker_rule_counts(server: Server, rule: str, scratch: Path) -> dict[int, float]:
     """{worker pid: GETs of ``rule`` that worker counted}, read from each API worker's own
     histogram file (a copy of it alone in a directory, collected on its own)."""
     out = {}
     for pid in gunicorn_workers(server):
-        src = server.state_dir / "prometheus" / f"histogram_{pid}.db"
+        src = multiproc_dir(server) / f"histogram_{pid}.db"
         if not src.exists():
             out[pid] = 0.0
             continue
