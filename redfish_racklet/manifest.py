@@ -10,7 +10,6 @@ import json
 from dataclasses import dataclass, field
 from importlib import resources
 
-import jsonschema
 import yaml
 
 DEFAULT_MANIFEST = "sim-5.yaml"
@@ -152,6 +151,8 @@ def load(path: str | None = None) -> Manifest:
         raise ManifestError(f"manifest {path}{where}: not valid YAML: "
                             f"{getattr(e, 'problem', e)}") from None
     schema = json.loads(schema_file("manifest.schema.json").read_text())
+    import jsonschema   # here, not at the top: the API workers import this module for its
+    #                     constants only, and jsonschema's import costs each of them ~4 MB
     errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(data),
                     key=lambda e: list(map(str, e.absolute_path)))
     if errors:
