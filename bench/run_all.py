@@ -29,6 +29,7 @@ BENCHES = {
     # issue [9]'s own first, then the earlier issues' re-measured
     "peers": ("bench_peers.py", ["--seconds", "4"], ["--seconds", "1", "--rounds", "1"]),
     "memory": ("bench_memory.py", [], ["--settle", "3", "--load-seconds", "2"]),
+    "cpu": ("bench_worker_cpu.py", [], ["--seconds", "1", "--rounds", "1"]),
     "soak": ("soak.py", [], []),   # --minutes from --soak-minutes
     "start+throughput": ("bench.py", [], ["--seconds", "2", "--rounds", "1", "--cold-runs", "1",
                                           "--reset-rounds", "30"]),
@@ -51,6 +52,7 @@ def main() -> int:
     ap.add_argument("--only", help="comma-separated names to run: " + ", ".join(BENCHES))
     ap.add_argument("--skip", default="", help="comma-separated names not to run")
     ap.add_argument("--mockup-server", help="DMTF's redfishMockupServer.py, passed to bench_peers.py")
+    ap.add_argument("--mockup-python", help="the Python to run it with (passed to bench_peers.py)")
     ap.add_argument("--out", default=str(HERE / "out"))
     args = ap.parse_args()
     names = args.only.split(",") if args.only else list(BENCHES)
@@ -68,6 +70,8 @@ def main() -> int:
             extra += ["--minutes", f"{soak_minutes:g}"]
         if name == "peers" and args.mockup_server:
             extra += ["--mockup-server", args.mockup_server]
+            if args.mockup_python:
+                extra += ["--mockup-python", args.mockup_python]
         cmd = [sys.executable, str(HERE / script), *extra]
         shown = " ".join([".venv/bin/python", f"bench/{script}", *extra])
         print(f"\n## {name}: `{shown}`\n", flush=True)

@@ -531,6 +531,23 @@ def test_unknown_uris_make_no_new_series(rack):
     assert rule_count(after, "None", status=None) - rule_count(before, "None", status=None) == len(tokens)
 
 
+def test_unknown_methods_make_no_new_series(rack):
+    """A method HTTP does not define is counted as ``other``: clients cannot make series."""
+    methods = [f"X{secrets.token_hex(3).upper()}" for _ in range(20)]
+    before = om_index(rack)
+    c = rack.client()
+    statuses = {c.request(m, rack.url + "/redfish/v1/Systems", timeout=10).status_code for m in methods}
+    assert statuses and all(400 <= s < 600 for s in statuses), statuses
+    after = om_index(rack)
+    new = http_series(after) - http_series(before)
+    assert {dict(labels).get("method") for _, labels in new} <= {"other"}, new
+    assert not any(m in v for m in methods for _, labels in after for _, v in labels)
+    grown = sum((value(after, "racklet_http_request_total", method="other", status=str(s)) or 0)
+                - (value(before, "racklet_http_request_total", method="other", status=str(s)) or 0)
+                for s in statuses)
+    assert grown == len(methods)
+
+
 # -- 6. refusals -------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("path", ["/", "/metricsx", "/metrics/x", "/metrics.txt", "/redfish/v1", "/Metrics",
