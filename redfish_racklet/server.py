@@ -330,6 +330,7 @@ def serve(state_dir: str, bind: str, port: int, manifest_path: str | None, worke
     metrics endpoint's (default ``port`` + 2; 0: none), on ``metrics_bind`` (mTLS if that is not
     loopback, or if ``metrics_client_cert``)."""
     lock_fd = lock_state_dir(state_dir)
+    owner = os.getpid()   # gunicorn's workers are forks of this process: see the finally
     if pki.ensure_client_ca(state_dir):  # a state dir made before mTLS existed
         print(f"redfish-racklet: made the client CA {os.path.join(state_dir, pki.CLIENT_CA_CERT)}",
               file=sys.stderr)
@@ -353,11 +354,14 @@ def serve(state_dir: str, bind: str, port: int, manifest_path: str | None, worke
     except SystemExit as e:
         return int(e.code or 0)
     finally:
-        for child in (sse, metrics):
-            if child is not None:
-                stop_agent(child)  # terminate, wait, kill: the same for any child
-        agent.stop()
-        if not runtime_dir:
-            shutil.rmtree(metrics_dir, ignore_errors=True)
-        os.close(lock_fd)
+        # A worker that leaves (a reload, a restart) raises SystemExit inside run(), and
+        # that unwinds through here in the worker's process too: only serve cleans up.
+        if os.getpid() == owner:
+            for child in (sse, metrics):
+                if child is not None:
+                    stop_agent(child)  # terminate, wait, kill: the same for any child
+            agent.stop()
+            if not runtime_dir:
+                shutil.rmtree(metrics_dir, ignore_errors=True)
+            os.close(lock_fd)
     return 0
