@@ -30,6 +30,7 @@ import traceback
 I2C_ADDRESSES = [0x40, 0x41, 0x48, 0x49]
 LINES = ["RAIL1", "SENSE1", "LED1", "RAIL2", "SENSE2", "LED2"]
 GPIOSIM = "/sys/kernel/config/gpio-sim/racklet"
+SCRATCH = os.environ.get("TMPDIR", "/tmp")   # the VM's own tmpfs (the host's /tmp is read-only there)
 # Every check the host expects a result for (tests/test_kernel_vm.py asserts each one).
 CHECKS = [
     "kernel devices",
@@ -246,7 +247,7 @@ def check_agent(r: Results, chip: str, sysdir: str, bus_no: int, bus) -> None:
     from redfish_racklet.agent import client
     from redfish_racklet.server import stop_agent
     from redfish_racklet.store import Store
-    state = "/tmp/agent-state"
+    state = os.path.join(SCRATCH, "agent-state")
     os.makedirs(state, exist_ok=True)
     manifest = os.path.join(state, "manifest.yaml")
     with open(manifest, "w") as f:
@@ -338,7 +339,7 @@ def main(out: str) -> int:
         try:
             check_agent(r, chip, sysdir, bus_no, bus)
         except Exception as e:  # noqa: BLE001 - reported to the host
-            r.add("agent", False, f"{e!r}: {traceback.format_exc(limit=-3)} {_tail('/tmp/agent-state')}")
+            r.add("agent", False, f"{e!r}: {traceback.format_exc(limit=-3)} {_tail(os.path.join(SCRATCH, 'agent-state'))}")
     return 0
 
 

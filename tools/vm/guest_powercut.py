@@ -20,7 +20,9 @@ import time
 import requests
 
 DEVICE = "/dev/vda"
-MOUNT = "/tmp/racklet-disk"   # /tmp is the VM's own tmpfs
+SCRATCH = os.environ.get("TMPDIR", "/tmp")   # the VM's own tmpfs (the host's /tmp is read-only there)
+MOUNT = os.path.join(SCRATCH, "racklet-disk")
+SERVE_LOG = os.path.join(SCRATCH, "serve.log")
 PORT = 8443
 START_TIMEOUT = 300           # serve under emulation (TCG) is slow to start
 
@@ -35,7 +37,7 @@ def main(out: str) -> int:
     os.makedirs(MOUNT, exist_ok=True)
     subprocess.run(["mount", "-t", "ext4", DEVICE, MOUNT], check=True)
     state = os.path.join(MOUNT, "state")
-    log = open("/tmp/serve.log", "w")
+    log = open(SERVE_LOG, "w")
     proc = subprocess.Popen([sys.executable, "-m", "redfish_racklet", "serve", "--state-dir", state,
                              "--port", str(PORT), "--workers", "1", "--sse-port", "0", "--metrics-port", "0",
                              "--manifest", os.path.join(out, "manifest.yaml")],
@@ -47,7 +49,7 @@ def main(out: str) -> int:
     while True:
         if proc.poll() is not None or time.monotonic() > deadline:
             log.close()
-            with open("/tmp/serve.log") as f:
+            with open(SERVE_LOG) as f:
                 say("racklet-serve-failed", f.read()[-3000:])
             return 1
         try:

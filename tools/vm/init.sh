@@ -41,17 +41,17 @@ done
 echo "$i" > "$G/bank0/num_lines"
 echo 1 > "$G/live" || fail "gpio-sim live"
 
-# The host's / (read-only), with the kernel's own /proc, /sys, /dev and a /tmp.
+# The host's / (read-only), with the kernel's own /proc, /sys, /dev and a writable /run
+# (a tmpfs; job.sh points TMPDIR and HOME into it). The host's /tmp stays visible,
+# read-only: a checkout and its venv are often there (CI clones into /tmp).
 # cache=loose: nothing on the host changes under us while we run.
 mount -t 9p -o trans=virtio,version=9p2000.L,ro,cache=loose,msize=262144 host /host || fail "9p host"
 mount -t proc proc /host/proc
 mount -t sysfs sysfs /host/sys
 mount -t configfs configfs /host/sys/kernel/config
 mount -t devtmpfs devtmpfs /host/dev
-mount -t tmpfs tmpfs /host/tmp
 mount -t tmpfs tmpfs /host/run
-# After /tmp: the out directory is often under the host's /tmp, which the tmpfs hides.
-mkdir -p "/host$OUT" 2>/dev/null
+mkdir -p "/host$OUT" 2>/dev/null   # (it exists already: the host made it)
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 out "/host$OUT" || fail "9p out"
 
 ip link set lo up || ifconfig lo 127.0.0.1 up || fail "loopback"   # a server in the VM listens on it

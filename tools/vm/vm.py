@@ -261,7 +261,8 @@ def run(argv: list[str], out: str, i2c: list[int], lines: list[str], timeout: fl
     initrd = os.path.join(out, "initramfs.cpio")
     build_initramfs(kernel, initrd)
     with open(os.path.join(out, "job.sh"), "w") as f:
-        f.write("export PATH=/usr/bin:/bin HOME=/tmp PYTHONDONTWRITEBYTECODE=1 LANG=C.UTF-8\n"
+        f.write("mkdir -p /run/tmp && export PATH=/usr/bin:/bin HOME=/run/tmp TMPDIR=/run/tmp "
+                "PYTHONDONTWRITEBYTECODE=1 LANG=C.UTF-8\n"
                 f"cd {shlex.quote(REPO)}\n{shlex.join(argv)}\necho \"racklet-vm: exit $?\"\n")
     accel = "kvm" if kvm_usable() and os.environ.get("RACKLET_VM_ACCEL") != "tcg" else "tcg"
     if accel == "tcg" and not allow_tcg and os.environ.get("RACKLET_VM_ACCEL") != "tcg":
