@@ -19,6 +19,7 @@ from werkzeug.exceptions import HTTPException
 from . import __version__, mtls, odata
 from .auth import (BasicCache, PasswordCheckBusy, Principal, login, parse_basic, password_change_allows,
                    principal_of)
+from .idle_trim import IdleTrim
 from .messages import RedfishError, message
 from .resources import BLUEPRINTS, browser, openapi
 from .store import Store, is_full
@@ -64,6 +65,7 @@ def create_app(config: dict) -> Flask:
         HttpMetrics().init_app(app)
     app.before_request(_before)
     app.after_request(_after)
+    IdleTrim().init_app(app)
     app.register_error_handler(RedfishError, _redfish_error)
     app.register_error_handler(PasswordCheckBusy, _password_check_busy)
     app.register_error_handler(HTTPException, _http_error)
