@@ -316,10 +316,35 @@ def prepare_multiproc_dir(runtime_dir: str | None = None) -> str:
         os.makedirs(path, mode=0o700)
     else:
         shm = "/dev/shm"
-        path = tempfile.mkdtemp(prefix="redfish-racklet-metrics-",
-                                dir=shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else None)
+        parent = shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else tempfile.gettempdir()
+        remove_stale_multiproc_dirs(parent)
+        path = tempfile.mkdtemp(prefix=f"{MULTIPROC_PREFIX}{os.getpid()}-", dir=parent)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
     return path
+
+
+MULTIPROC_PREFIX = "redfish-racklet-metrics-"   # then serve's pid: whose directory it is
+
+
+def remove_stale_multiproc_dirs(parent: str) -> list[str]:
+    """Remove the metrics directories that a ``serve`` killed with -9 left in ``parent``:
+    those of this user whose serve pid is gone. Returns what was removed."""
+    removed = []
+    for name in os.listdir(parent):
+        if not name.startswith(MULTIPROC_PREFIX):
+            continue
+        path = os.path.join(parent, name)
+        pid = name[len(MULTIPROC_PREFIX):].split("-", 1)[0]
+        try:
+            if not pid.isdigit() or os.lstat(path).st_uid != os.getuid():
+                continue
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+        except OSError:   # gone meanwhile, or a pid of another user's: not ours to judge
+            continue
+    return removed
 
 
 def serve(state_dir: str, bind: str, port: int, manifest_path: str | None, workers: int,

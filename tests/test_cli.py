@@ -144,3 +144,21 @@ def test_second_serve_on_same_state_dir_refuses(tmp_path):
         assert first.get("/redfish/v1/Systems").status_code == 200  # the first one is unharmed
     finally:
         assert first.stop() == 0
+
+
+def test_metrics_dirs_left_by_a_killed_serve_are_removed_at_the_next_start(tmp_path):
+    """serve's private metrics directory (/dev/shm) is named after its pid; a serve killed
+    with -9 cannot remove its own, so the next one removes those whose serve is gone."""
+    from redfish_racklet.server import MULTIPROC_PREFIX, remove_stale_multiproc_dirs
+    gone = subprocess.Popen(["true"])
+    gone.wait()                                    # a pid with no process now
+    stale = tmp_path / f"{MULTIPROC_PREFIX}{gone.pid}-x1"
+    stale.mkdir()
+    (stale / "histogram_1.db").write_bytes(b"\0" * 64)
+    alive = tmp_path / f"{MULTIPROC_PREFIX}{os.getpid()}-x2"    # a running serve's
+    alive.mkdir()
+    unrelated = [tmp_path / "something-else", tmp_path / f"{MULTIPROC_PREFIX}nopid"]
+    for d in unrelated:
+        d.mkdir()
+    assert remove_stale_multiproc_dirs(str(tmp_path)) == [str(stale)]
+    assert not stale.exists() and alive.exists() and all(d.exists() for d in unrelated)

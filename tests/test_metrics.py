@@ -473,6 +473,7 @@ def multiproc_dir(server: Server) -> Path:
     env = dict(v.split(b"=", 1) for v in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0") if b"=" in v)
     path = Path(env[b"PROMETHEUS_MULTIPROC_DIR"].decode())
     assert server.state_dir not in path.parents, path
+    assert path.name.startswith(f"redfish-racklet-metrics-{server.proc.pid}-"), path   # whose it is
     return path
 
 
