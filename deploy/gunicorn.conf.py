@@ -23,7 +23,7 @@ before any worker starts, and the arbiter holds the state directory's lock (so a
 
 import os
 
-from redfish_racklet.server import gunicorn_options, lock_state_dir, prepare_multiproc_dir
+from redfish_racklet.server import gunicorn_options, lock_state_dir, prepare_multiproc_dir, systemd_runtime_dir
 
 
 def _flag(name: str) -> bool:
@@ -38,7 +38,7 @@ _require_client_cert = _flag("RACKLET_REQUIRE_CLIENT_CERT")
 # gunicorn reads this file again on SIGHUP (a reload): the metrics directory is emptied on
 # the first reading only, as `serve` does once at its start (the variable is then set).
 if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
-    prepare_multiproc_dir(os.environ.get("RUNTIME_DIRECTORY", "").split(":")[0] or None)
+    prepare_multiproc_dir(systemd_runtime_dir())
 
 globals().update(gunicorn_options(
     _state_dir,

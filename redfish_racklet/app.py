@@ -19,7 +19,7 @@ from werkzeug.exceptions import HTTPException
 from . import __version__, mtls, odata
 from .auth import (BasicCache, PasswordCheckBusy, Principal, login, parse_basic, password_change_allows,
                    principal_of)
-from .idle_trim import IdleTrim
+from .heap import IdleTrim
 from .messages import RedfishError, message
 from .resources import BLUEPRINTS, browser, openapi
 from .store import Store, is_full

@@ -24,28 +24,13 @@ import threading
 import time
 from dataclasses import asdict, dataclass, fields
 
+from . import heap
+
 # scrypt cost: ~40 ms and 16 MiB per check on a Pi-class CPU's desktop cousin.
 _N, _R, _P = 2**14, 8, 1
 
 
-def _give_big_buffers_back() -> None:
-    """Keep glibc from holding on to scrypt's 16 MiB buffer: once a buffer that size is
-    freed, glibc raises its mmap threshold and serves the next one from the calling
-    thread's heap, which it keeps; a worker's 4 threads then sit on ~80 MB after a few
-    logins. A fixed 1 MiB threshold (inherited by the forked workers) makes each such
-    buffer a mapping of its own, unmapped when freed. Fixing it also stops glibc raising
-    the heap's trim threshold, so that is set to the 32 MiB it reached before: the heap
-    is not shrunk and regrown on every request. No-op where there is no mallopt."""
-    try:
-        import ctypes
-        libc = ctypes.CDLL(None)
-        libc.mallopt(-3, 1 << 20)   # M_MMAP_THRESHOLD
-        libc.mallopt(-1, 32 << 20)  # M_TRIM_THRESHOLD
-    except (OSError, AttributeError):
-        pass
-
-
-_give_big_buffers_back()
+heap.give_big_buffers_back()   # scrypt's 16 MiB buffers: see heap.py
 MIN_PASSWORD, MAX_PASSWORD = 12, 128   # defaults of MinPasswordLength / MaxPasswordLength
 PASSWORD_LENGTH_BOUNDS = (8, 128)      # what a PATCH of the AccountService may set them to
 USERNAME_RE = re.compile(r"[A-Za-z0-9._-]{1,32}")

@@ -302,6 +302,11 @@ def start_metrics(state_dir: str, bind: str, port: int, require_client_cert: boo
 MULTIPROC_DIR = "prometheus"   # under a runtime directory: the API workers' metric files
 
 
+def systemd_runtime_dir() -> str | None:
+    """The unit's ``RuntimeDirectory=`` (systemd's $RUNTIME_DIRECTORY, its first entry), if any."""
+    return os.environ.get("RUNTIME_DIRECTORY", "").split(":")[0] or None
+
+
 def prepare_multiproc_dir(runtime_dir: str | None = None) -> str:
     """PROMETHEUS_MULTIPROC_DIR for the API workers' HTTP metrics: ``runtime_dir``/prometheus,
     emptied (the files of workers that are gone would otherwise pile up), or without one a
@@ -360,8 +365,8 @@ def serve(state_dir: str, bind: str, port: int, manifest_path: str | None, worke
         print(f"redfish-racklet: made the client CA {os.path.join(state_dir, pki.CLIENT_CA_CERT)}",
               file=sys.stderr)
     # before any process that imports prometheus_client; systemd's RuntimeDirectory= if any
-    runtime_dir = os.environ.get("RUNTIME_DIRECTORY", "").split(":")[0]
-    metrics_dir = prepare_multiproc_dir(runtime_dir or None)
+    runtime_dir = systemd_runtime_dir()
+    metrics_dir = prepare_multiproc_dir(runtime_dir)
     agent = AgentSupervisor(state_dir, manifest_path, start_agent(state_dir, manifest_path))
     agent.start()
     sse = metrics = None

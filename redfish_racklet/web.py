@@ -83,7 +83,8 @@ class RedfishView(MethodView):
         result = super().dispatch_request(**kwargs)
         if not isinstance(result, dict):
             return result
-        doc, tag = _queried(result, q)
+        doc = with_etag(result)
+        doc, tag = _queried(doc, doc["@odata.etag"], q)
         body, headers = dumps(doc), _headers(doc, tag, None)
         if not g.fetched_uncacheable:
             bucket.put(key, body, headers)
@@ -302,24 +303,19 @@ def render(doc: dict, status: int = 200, extra_headers: dict | None = None) -> R
         if extra_headers:
             headers = dict(headers, **extra_headers)
         return json_response(body, status, headers)
+    doc = with_etag(doc)
+    tag = doc["@odata.etag"]
     if request.method in ("GET", "HEAD") and status == 200:
         inm = request.headers.get("If-None-Match")
-        if inm and q.empty:
-            tag = with_etag(doc)["@odata.etag"]
-            if tag in [t.strip() for t in inm.split(",")]:
-                return Response(status=304, headers={"ETag": tag})
-        doc, tag = _queried(doc, q)
-    else:
-        doc = with_etag(doc)
-        tag = doc["@odata.etag"]
+        if inm and q.empty and tag in [t.strip() for t in inm.split(",")]:
+            return Response(status=304, headers={"ETag": tag})
+        doc, tag = _queried(doc, tag, q)
     return json_response(doc, status, _headers(doc, tag, extra_headers))
 
 
-def _queried(doc: dict, q: odata.Query) -> tuple[dict, str]:
-    """A GET's document with its query options applied, and its ETag (that of the
-    resource, or of the one member ``only`` returns)."""
-    doc = with_etag(doc)
-    tag = doc["@odata.etag"]
+def _queried(doc: dict, tag: str, q: odata.Query) -> tuple[dict, str]:
+    """A GET's document (with its ETag ``tag``) with its query options applied, and the
+    ETag of the answer (that of the resource, or of the one member ``only`` returns)."""
     if q.only:
         if not odata.is_collection(doc):
             raise RedfishError.of(400, "QueryNotSupportedOnResource")

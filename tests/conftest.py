@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -235,12 +236,18 @@ def _stop_every_server():
         s.stop()
 
 
+def module_server(tmp_path_factory, name: str, *args, **kwargs) -> Iterator[Server]:
+    """A server of a test module's (or session's) own, for its fixture to ``yield from``:
+    ``start_server`` in a new directory ``name``, stopped when the fixture ends."""
+    srv = start_server(tmp_path_factory.mktemp(name), *args, **kwargs)
+    yield srv
+    srv.stop()
+
+
 @pytest.fixture(scope="session")
 def server(tmp_path_factory):
     """One shared server on the test manifest (four units plus an empty tray, Unit5)."""
-    srv = start_server(tmp_path_factory.mktemp("server"))
-    yield srv
-    srv.stop()
+    yield from module_server(tmp_path_factory, "server")
 
 
 @pytest.fixture

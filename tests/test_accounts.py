@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import requests
 
-from .conftest import ids, start_server
+from .conftest import ids, module_server
 
 ACCOUNTS = "/redfish/v1/AccountService/Accounts"
 SERVICE = "/redfish/v1/AccountService"
@@ -16,9 +16,7 @@ SESSIONS = "/redfish/v1/SessionService/Sessions"
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory):
     """A server of this module's own: the tests create and change accounts."""
-    s = start_server(tmp_path_factory.mktemp("accounts"), workers=2)
-    yield s
-    s.stop()
+    yield from module_server(tmp_path_factory, "accounts", workers=2)
 
 
 def create(srv, name, password, role="ReadOnly", **extra) -> str:

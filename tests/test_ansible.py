@@ -34,7 +34,7 @@ import pytest
 import yaml
 
 from .clients import client_env
-from .conftest import ROOT, TEST_MANIFEST, Server, cli, start_server, wait_for, wait_until_settled
+from .conftest import ROOT, TEST_MANIFEST, Server, cli, module_server, wait_for, wait_until_settled
 from .test_update_clients import Bundle, assert_new_version_active, slots
 
 PLAYBOOKS = ROOT / "tests" / "ansible"
@@ -127,9 +127,7 @@ def add_account(server: Server, name: str, password: str, role: str, enabled: bo
 @pytest.fixture(scope="module")
 def rack(tmp_path_factory):
     """A rack of the module's own: the playbooks here change power, accounts, firmware."""
-    srv = start_server(tmp_path_factory.mktemp("ansible"), TEST_MANIFEST)
-    yield srv
-    srv.stop()
+    yield from module_server(tmp_path_factory, "ansible", TEST_MANIFEST)
 
 
 def racklet(*args: str, cwd: Path) -> None:

@@ -10,7 +10,7 @@ import pytest
 from redfish_racklet import auth
 from redfish_racklet.store import MAX_SESSIONS, MAX_SESSIONS_PER_USER, Store
 
-from .conftest import ids, start_server
+from .conftest import ids, module_server
 
 ACCOUNTS = "/redfish/v1/AccountService/Accounts"
 SERVICE = "/redfish/v1/AccountService"
@@ -20,9 +20,7 @@ SYSTEMS = "/redfish/v1/Systems"
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory):
-    s = start_server(tmp_path_factory.mktemp("authsec"), workers=2)
-    yield s
-    s.stop()
+    yield from module_server(tmp_path_factory, "authsec", workers=2)
 
 
 def create(srv, name, password="user-password-12", role="ReadOnly") -> str:

@@ -22,7 +22,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from redfish_racklet import auth, pki
 from redfish_racklet.store import Store
 
-from .conftest import ADMIN_PASSWORD, ids, start_server
+from .conftest import ADMIN_PASSWORD, ids, module_server
 
 CS = "/redfish/v1/CertificateService"
 GENERATE = CS + "/Actions/CertificateService.GenerateCSR"
@@ -132,9 +132,7 @@ def test_privileges(server):
 
 @pytest.fixture(scope="module")
 def cert_server(tmp_path_factory):
-    srv = start_server(tmp_path_factory.mktemp("certs"), workers=2)
-    yield srv
-    srv.stop()
+    yield from module_server(tmp_path_factory, "certs", workers=2)
 
 
 class RequestLoop(threading.Thread):

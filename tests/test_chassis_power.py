@@ -11,7 +11,7 @@ import pytest
 from redfish_racklet.auth import hash_password
 from redfish_racklet.store import Store
 
-from .conftest import TEST_MANIFEST, ids, shared_or_skip, start_server, wait_for
+from .conftest import TEST_MANIFEST, ids, module_server, shared_or_skip, wait_for
 
 CHASSIS = "/redfish/v1/Chassis"
 UNITS = ("Unit1", "Unit2", "Unit3", "Unit4")  # present in the test manifest; Unit5 is an empty tray
@@ -29,9 +29,7 @@ MANIFEST = TEST_MANIFEST.replace("sample_seconds: 0.2", "sample_seconds: 1.0")
 def rack(tmp_path_factory):
     """A server of this module's own: these tests change the power limit and the LEDs."""
     assert MANIFEST != TEST_MANIFEST
-    srv = start_server(tmp_path_factory.mktemp("chassis-power"), manifest_text=MANIFEST)
-    yield srv
-    srv.stop()
+    yield from module_server(tmp_path_factory, "chassis-power", manifest_text=MANIFEST)
 
 
 _CLIENTS: dict = {}

@@ -44,9 +44,9 @@ import requests
 from redfish_racklet.agent import SOCKET_NAME
 
 from .conftest import (ADMIN_PASSWORD, TEST_MANIFEST, Server, api_workers, children, cli, free_port, restart,
-                       start_server, wait_for, wait_until_settled, wait_until_up)
-from .test_update_faults import (ConfinedServer, Signer, Spec, can_confine, make_bundle, payload_of, trust,
-                                 zombie)
+                       start_server, wait_for)
+from .test_update_faults import (MIB, Signer, Spec, can_confine, make_bundle, payload_of, start_confined_server,
+                                 trust, zombie)
 
 MANIFEST = TEST_MANIFEST.replace("sample_seconds: 0.2}", "sample_seconds: 0.2, update_trial_seconds: 1}")
 DEFAULT_SEED = 20261128
@@ -530,7 +530,7 @@ def message_ids(r: requests.Response) -> list[str]:
     return [m["MessageId"].rsplit(".", 1)[-1] for m in r.json()["error"]["@Message.ExtendedInfo"]]
 
 
-def test_a_state_disk_that_fills_while_running(template, tmp_path):
+def test_a_state_disk_that_fills_while_running(tmp_path):
     """The state dir on a small tmpfs (a private mount namespace), filled while the service
     runs: every change is refused with 507 InsufficientStorage and changes nothing, reads go
     on (with a session whose idle timer is due for a refresh, which cannot be stored), the
@@ -539,22 +539,10 @@ def test_a_state_disk_that_fills_while_running(template, tmp_path):
     why = can_confine(tmp_path)
     if why:
         pytest.skip(why)
-    state = tmp_path / "state"
-    shutil.copytree(template, state)        # the host's view: the CA the test trusts
-    (tmp_path / "manifest.yaml").write_text(MANIFEST)
-    port = free_port()
-    serve = cli() + ["serve", "--state-dir", str(state), "--port", str(port), "--workers", "2",
-                     "--sse-port", "0", "--metrics-port", "0", "--manifest", str(tmp_path / "manifest.yaml")]
-    script = 'mount -t tmpfs -o size=24m,mode=0700 racklet-state "$0" && cp -a "$1"/. "$0"/ && shift && exec "$@"'
-    log = tmp_path / "serve.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sh", "-c", script,
-                                 str(state), str(template), *serve], stdout=out, stderr=subprocess.STDOUT)
-    server = ConfinedServer(state, port, proc, log)
+    server = start_confined_server(tmp_path / "s", 24 * MIB, on="", workers=2, manifest=MANIFEST)
+    proc, log, state = server.proc, server.log, server.state_dir
     try:
-        wait_until_up(server)
-        wait_until_settled(server)
-        inside = Path(f"/proc/{proc.pid}/root") / state.relative_to("/")   # the tmpfs, as serve sees it
+        inside = server.view(state)     # the tmpfs, as serve sees it
         assert (inside / "racklet.db").stat().st_dev != (state / "racklet.db").stat().st_dev
         c = server.client()
         chassis = server.url + "/redfish/v1/Chassis/Unit1"

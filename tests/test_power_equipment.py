@@ -10,7 +10,7 @@ import pytest
 
 from redfish_racklet.store import Store
 
-from .conftest import ids, restart, shared_or_skip, start_server, wait_for
+from .conftest import ids, module_server, restart, shared_or_skip, wait_for
 
 ROOT = "/redfish/v1/PowerEquipment"
 BUSBAR = f"{ROOT}/ElectricalBuses/Busbar"
@@ -23,9 +23,7 @@ DEADLINE = 15.0
 @pytest.fixture(scope="module")
 def rack(tmp_path_factory):
     """A server of this module's own: these tests switch rails and change outlet settings."""
-    srv = start_server(tmp_path_factory.mktemp("power-equipment"))
-    yield srv
-    srv.stop()
+    yield from module_server(tmp_path_factory, "power-equipment")
 
 
 _CLIENTS: dict = {}

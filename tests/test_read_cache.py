@@ -18,7 +18,7 @@ import pytest
 from redfish_racklet.app import create_app
 from redfish_racklet.resources import sensors, systems
 
-from .conftest import sim, start_server, wait_for
+from .conftest import module_server, sim, wait_for
 
 ACCOUNTS = "/redfish/v1/AccountService/Accounts"
 EXPAND = "/redfish/v1/Systems?$expand=."
@@ -29,9 +29,7 @@ TEMPERATURE = "/redfish/v1/Chassis/Unit1/Sensors/Temperature"
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory):
     """A server of this module's own: the tests change asset tags, power and heat."""
-    s = start_server(tmp_path_factory.mktemp("readcache"))
-    yield s
-    s.stop()
+    yield from module_server(tmp_path_factory, "readcache")
 
 
 def member(doc: dict, uri: str) -> dict:

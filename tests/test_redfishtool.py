@@ -11,7 +11,7 @@ import subprocess
 import pytest
 
 from .clients import CLIENT_SECONDS, TOOLS, client_env
-from .conftest import TEST_MANIFEST, start_server, wait_for
+from .conftest import TEST_MANIFEST, module_server, wait_for
 
 
 def tool() -> str:
@@ -26,9 +26,7 @@ def tool() -> str:
 
 @pytest.fixture(scope="module")
 def rack(tmp_path_factory):
-    srv = start_server(tmp_path_factory.mktemp("redfishtool"), TEST_MANIFEST)
-    yield srv
-    srv.stop()
+    yield from module_server(tmp_path_factory, "redfishtool", TEST_MANIFEST)
 
 
 def rt(srv, *args: str) -> subprocess.CompletedProcess:

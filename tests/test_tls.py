@@ -22,7 +22,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from redfish_racklet import auth, mtls, pki
 from redfish_racklet.store import Store
 
-from .conftest import ADMIN_PASSWORD, Server, cli, free_port, ids, start_server, wait_for
+from .conftest import ADMIN_PASSWORD, Server, cli, free_port, ids, module_server, wait_for
 
 HANDSHAKE_REFUSED = (ssl.SSLError, ConnectionResetError, BrokenPipeError)
 REQUEST_REFUSED = (requests.exceptions.SSLError, requests.exceptions.ConnectionError)
@@ -149,9 +149,7 @@ def serial_of(path: str) -> str:
 
 @pytest.fixture(scope="module")
 def mtls_server(tmp_path_factory):
-    srv = start_server(tmp_path_factory.mktemp("mtls"), workers=2)
-    yield srv
-    srv.stop()
+    yield from module_server(tmp_path_factory, "mtls", workers=2)
 
 
 def test_certificate_logs_in_as_its_account(mtls_server, tmp_path):

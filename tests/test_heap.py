@@ -1,11 +1,11 @@
-"""The API worker gives its freed heap back once idle (redfish_racklet/idle_trim.py)."""
+"""The API worker gives its freed heap back once idle (redfish_racklet/heap.py)."""
 
 from __future__ import annotations
 
 import threading
 import time
 
-from redfish_racklet.idle_trim import IdleTrim
+from redfish_racklet.heap import IdleTrim
 
 from .conftest import wait_for
 
